@@ -1,0 +1,331 @@
+// Package apnsio sends notifications to Apple's Push Notification service
+// through github.com/sideshow/apns2, over HTTP/2, with provider-token (.p8)
+// or certificate auth.
+//
+// The pieces, one file each: Config (validated, printable with secrets
+// redacted); BuildPayload and BuildNotification, pure functions from a
+// pushflow.Notification to the APNs JSON payload and headers that check
+// what APNs would reject before anything is sent; Classify, which says which
+// APNs answers are worth a retry; and Client, which sends batches
+// concurrently with bounded in-flight requests, retries transient failures
+// with exponential backoff and full jitter, and returns one Result per
+// message.
+//
+//	c, err := apnsio.NewClient(apnsio.Config{KeyFile: "AuthKey.p8", KeyID: "ABC123DEFG", TeamID: "DEF123GHIJ"})
+//	...
+//	defer c.Close()
+//	results := c.Send(ctx, []apnsio.Message{{Token: tok, Topic: "com.example.app", Notification: n}})
+//
+// Package apnsiotest is an APNs-protocol server to test against.
+package apnsio
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/pushflow/pushflow"
+	"github.com/sideshow/apns2"
+	"github.com/sideshow/apns2/certificate"
+	"github.com/sideshow/apns2/token"
+	"golang.org/x/net/http2"
+)
+
+// Result is the outcome of one Message.
+type Result struct {
+	// Status is the HTTP status of the last answer; 0 when there was none
+	// (not sent, or no response).
+	Status int `json:"status"`
+	// Reason is APNs' reason verbatim ("BadDeviceToken", "Unregistered",
+	// ...), a reason of BuildNotification's checks ("PayloadTooLarge", ...)
+	// or ReasonTimeout, ReasonTransportError, ReasonCanceled. "" when sent.
+	Reason string `json:"reason,omitempty"`
+	// ApnsID is the apns-id APNs answered.
+	ApnsID string `json:"apns_id,omitempty"`
+	// Attempts counts requests made; 0 when the message was rejected before
+	// sending.
+	Attempts int `json:"attempts"`
+	// Outcome is pushflow.OutcomeSent or pushflow.OutcomeFailed.
+	Outcome string `json:"outcome"`
+	// Unregistered is true for a 410 answer: the token is no longer valid
+	// and the caller removes it.
+	Unregistered bool `json:"unregistered,omitempty"`
+	// Error details a failure without an APNs reason (a transport error, a
+	// rejected message), for logs. Never holds credentials.
+	Error string `json:"error,omitempty"`
+	// Latency runs from the start of the first attempt (or the check that
+	// rejected the message) to the result, backoffs included.
+	Latency time.Duration `json:"latency"`
+}
+
+// Client sends notifications to APNs. It keeps its HTTP/2 connections open
+// across calls: create one per process (per worker, in a DoFn's Setup) and
+// share it; it is safe for concurrent use.
+type Client struct {
+	cfg       Config
+	apns      *apns2.Client
+	transport *http2.Transport
+	sem       chan struct{} // bounds requests in flight to cfg.Concurrency
+
+	// Injected by tests.
+	sleep  func(ctx context.Context, d time.Duration) error
+	jitter func(d time.Duration) time.Duration // uniform in [0, d)
+}
+
+// NewClient validates cfg, loads its credentials and CA file, and returns a
+// Client for cfg.Endpoint. It does not connect: the first request does.
+func NewClient(cfg Config) (*Client, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg = cfg.withDefaults()
+
+	tlsCfg := &tls.Config{MinVersion: tls.VersionTLS12}
+	if cfg.CAFile != "" {
+		pool, err := rootsWithCA(cfg.CAFile)
+		if err != nil {
+			return nil, err
+		}
+		tlsCfg.RootCAs = pool
+	}
+
+	var client *apns2.Client
+	if cfg.CertFile != "" {
+		cert, err := loadCertificate(cfg.CertFile, cfg.CertPassword)
+		if err != nil {
+			return nil, err
+		}
+		tlsCfg.Certificates = []tls.Certificate{cert}
+		client = apns2.NewClient(cert)
+	} else {
+		key, err := token.AuthKeyFromFile(cfg.KeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("apnsio: load key file %s: %w", cfg.KeyFile, err)
+		}
+		tok := &token.Token{AuthKey: key, KeyID: cfg.KeyID, TeamID: cfg.TeamID}
+		if _, err := tok.Generate(); err != nil {
+			return nil, fmt.Errorf("apnsio: sign a provider token with key %s: %w", cfg.KeyID, err)
+		}
+		client = apns2.NewTokenClient(tok)
+	}
+	client.Host = cfg.Endpoint
+
+	// apns2 builds an http2.Transport too; ours adds the CA file and ping
+	// health checks. StrictMaxConcurrentStreams stays off: past the
+	// server's stream limit the transport opens another connection instead
+	// of queueing (Concurrency keeps us under it anyway).
+	transport := &http2.Transport{
+		TLSClientConfig: tlsCfg,
+		ReadIdleTimeout: apns2.ReadIdleTimeout,
+		PingTimeout:     15 * time.Second,
+	}
+	// Each attempt has its own deadline (cfg.Timeout), so no client timeout.
+	client.HTTPClient = &http.Client{Transport: transport}
+
+	return &Client{
+		cfg:       cfg,
+		apns:      client,
+		transport: transport,
+		sem:       make(chan struct{}, cfg.Concurrency),
+		sleep:     sleepContext,
+		jitter:    fullJitter,
+	}, nil
+}
+
+// rootsWithCA is the system's root CAs plus those in the PEM file path.
+func rootsWithCA(path string) (*x509.CertPool, error) {
+	pem, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("apnsio: read CA file: %w", err)
+	}
+	pool, err := x509.SystemCertPool()
+	if err != nil {
+		pool = x509.NewCertPool()
+	}
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("apnsio: CA file %s holds no PEM certificate", path)
+	}
+	return pool, nil
+}
+
+// loadCertificate reads a .p12/.pfx file, or a PEM file with the
+// certificate and its key. Errors never include the password.
+func loadCertificate(path, password string) (tls.Certificate, error) {
+	var cert tls.Certificate
+	var err error
+	switch strings.ToLower(filepath.Ext(path)) {
+	case ".p12", ".pfx":
+		cert, err = certificate.FromP12File(path, password)
+	default:
+		cert, err = certificate.FromPemFile(path, password)
+	}
+	if err != nil {
+		return tls.Certificate{}, fmt.Errorf("apnsio: load certificate %s: %w", path, err)
+	}
+	return cert, nil
+}
+
+// Close closes the Client's idle connections. A Client used after Close
+// reconnects.
+func (c *Client) Close() {
+	c.transport.CloseIdleConnections()
+}
+
+// Send sends msgs concurrently, at most Config.Concurrency requests in
+// flight over the whole Client, and returns their results in input order.
+// It returns when every message has its result; canceling ctx ends retries
+// and waits, failing what is left with ReasonCanceled.
+func (c *Client) Send(ctx context.Context, msgs []Message) []Result {
+	results := make([]Result, len(msgs))
+	workers := min(c.cfg.Concurrency, len(msgs))
+	if workers <= 1 {
+		for i := range msgs {
+			results[i] = c.Push(ctx, msgs[i])
+		}
+		return results
+	}
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(func() {
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= len(msgs) {
+					return
+				}
+				results[i] = c.Push(ctx, msgs[i])
+			}
+		})
+	}
+	wg.Wait()
+	return results
+}
+
+// Push sends one message, retrying as Send does, and returns its result.
+func (c *Client) Push(ctx context.Context, m Message) Result {
+	start := time.Now()
+	n, err := BuildNotification(m)
+	if err != nil {
+		reason := Reason(err)
+		if reason == "" {
+			reason = ReasonBadPayload
+		}
+		return Result{Reason: reason, Outcome: pushflow.OutcomeFailed, Error: err.Error(), Latency: time.Since(start)}
+	}
+
+	r := Result{Reason: ReasonCanceled}
+	for attempt := 1; ; attempt++ {
+		if err := ctx.Err(); err != nil {
+			return c.stopped(r, attempt-1, start, err)
+		}
+		select {
+		case c.sem <- struct{}{}:
+		case <-ctx.Done():
+			return c.stopped(r, attempt-1, start, ctx.Err())
+		}
+		r = c.attempt(ctx, n)
+		<-c.sem
+
+		retry, _ := Classify(r.Status, r.Reason)
+		if !retry || attempt >= c.cfg.MaxAttempts {
+			return c.finish(r, attempt, start)
+		}
+		wait := c.backoff(attempt)
+		slog.DebugContext(ctx, "apnsio: retrying", "apns_id", r.ApnsID, "status", r.Status, "reason", r.Reason, "attempt", attempt, "backoff", wait)
+		if err := c.sleep(ctx, wait); err != nil {
+			return c.stopped(r, attempt, start, err)
+		}
+	}
+}
+
+// attempt makes one request.
+func (c *Client) attempt(ctx context.Context, n *apns2.Notification) Result {
+	actx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
+	defer cancel()
+	resp, err := c.apns.PushWithContext(actx, n)
+	if err != nil {
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err // the URL holds the device token: keep it out of logs
+		}
+		r := Result{Reason: ReasonTransportError, Error: fmt.Sprintf("apnsio: push: %v", err)}
+		switch {
+		case errors.Is(ctx.Err(), context.Canceled):
+			r.Reason = ReasonCanceled
+		case actx.Err() != nil:
+			r.Reason = ReasonTimeout
+		}
+		return r
+	}
+	r := Result{Status: resp.StatusCode, Reason: resp.Reason, ApnsID: resp.ApnsID}
+	if r.Status != http.StatusOK && r.Reason == "" {
+		r.Reason = "HTTP" + strconv.Itoa(r.Status)
+	}
+	return r
+}
+
+// stopped finishes a message whose retries ctx ended, keeping the last
+// answer's reason (ReasonCanceled before any).
+func (c *Client) stopped(r Result, attempts int, start time.Time, err error) Result {
+	if r.Error == "" {
+		r.Error = fmt.Sprintf("apnsio: push: stopped after %d attempts: %v", attempts, err)
+	}
+	return c.finish(r, attempts, start)
+}
+
+func (c *Client) finish(r Result, attempts int, start time.Time) Result {
+	r.Attempts = attempts
+	r.Latency = time.Since(start)
+	r.Outcome = pushflow.OutcomeFailed
+	if r.Status == http.StatusOK {
+		r.Outcome = pushflow.OutcomeSent
+	}
+	r.Unregistered = r.Status == http.StatusGone
+	return r
+}
+
+// backoff is the wait after the attempt-th attempt failed: full jitter over
+// min(MaxBackoff, BaseBackoff·2^(attempt-1)).
+func (c *Client) backoff(attempt int) time.Duration {
+	d := c.cfg.MaxBackoff
+	if shift := attempt - 1; shift < 32 {
+		if b := c.cfg.BaseBackoff << shift; b > 0 && b < d {
+			d = b
+		}
+	}
+	return c.jitter(d)
+}
+
+func fullJitter(d time.Duration) time.Duration {
+	if d <= 0 {
+		return 0
+	}
+	return rand.N(d)
+}
+
+func sleepContext(ctx context.Context, d time.Duration) error {
+	if d <= 0 {
+		return ctx.Err()
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}

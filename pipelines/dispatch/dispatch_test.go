@@ -1,0 +1,206 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+
+	"github.com/apache/beam/sdks/v2/go/pkg/beam"
+	"github.com/apache/beam/sdks/v2/go/pkg/beam/testing/ptest"
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/pushflow/pushflow"
+	"github.com/pushflow/pushflow/connectors/apnsio"
+	"github.com/pushflow/pushflow/connectors/redisio/redistest"
+	"github.com/pushflow/pushflow/connectors/tableio"
+	"github.com/pushflow/pushflow/internal/devstack"
+	"github.com/pushflow/pushflow/internal/options"
+)
+
+func TestMain(m *testing.M) { ptest.Main(m) }
+
+// outcome is what the test expects for one (request, user, device).
+type outcome struct {
+	Stage, Outcome, Reason string
+}
+
+// TestDispatchTestdata runs dispatch on Prism over testdata/ against a real
+// redis-server, the Kafka-protocol broker and the APNs test server, and
+// checks every recipient's one delivery event, the dead letters, and what
+// the APNs server received.
+func TestDispatchTestdata(t *testing.T) {
+	ctx := context.Background()
+	st, err := devstack.Start(ctx, devstack.Options{RedisAddr: redistest.Start(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	td := filepath.Join("..", "..", "testdata")
+	if _, err := devstack.ApplyDevicesFile(ctx, st.RedisAddr, filepath.Join(td, "devices.jsonl")); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.UnregisterTokensFile(filepath.Join(td, "apns-unregistered.txt")); err != nil {
+		t.Fatal(err)
+	}
+	lines, err := devstack.Lines(filepath.Join(td, "requests.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The file target is relative to the repo root; tests run in this package's dir.
+	abs, _ := filepath.Abs(filepath.Join(td, "audience.txt"))
+	for i, l := range lines {
+		lines[i] = bytes.ReplaceAll(l, []byte(`"testdata/audience.txt"`), []byte(fmt.Sprintf("%q", abs)))
+	}
+	if err := devstack.Produce(ctx, st.Brokers, pushflow.TopicRequests, pushflow.TopicRequests, lines); err != nil {
+		t.Fatal(err)
+	}
+
+	table := t.TempDir()
+	cfg := Config{
+		Common: options.Common{
+			KafkaBrokers: st.Brokers[0], RequestsTopic: pushflow.TopicRequests, DevicesTopic: pushflow.TopicDevices,
+			ClicksTopic: pushflow.TopicClicks, DeliveriesTopic: pushflow.TopicDeliveries, DeadLetterTopic: pushflow.TopicDeadLetter,
+			RedisAddr: st.RedisAddr, Until: "latest", Group: "dispatch-test", Start: "earliest", LogLevel: "warn",
+		},
+		APNs:          apnsio.Config{Endpoint: st.APNsURL, CAFile: st.APNsCAFile, KeyFile: st.APNsKeyFile, KeyID: st.APNsKeyID, TeamID: st.APNsTeamID},
+		DeliveryTable: "file://" + table,
+		BatchSize:     2, // several batches per request
+	}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	p, s := beam.NewPipelineWithRoot()
+	Build(s, cfg)
+	if err := ptest.Run(p); err != nil {
+		t.Fatalf("pipeline failed: %v", err)
+	}
+
+	events, err := tableio.ReadDir(table)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string][]outcome{}
+	for _, ev := range events {
+		k := ev.RequestID + "/" + ev.UserID + "/" + ev.DeviceID
+		o := outcome{ev.Stage, ev.Outcome, ev.Reason}
+		if strings.HasPrefix(ev.RequestID, "bad-") {
+			o.Reason = "" // checked verbatim on the dead letters below
+		}
+		got[k] = append(got[k], o)
+		if ev.Outcome == pushflow.OutcomeSent && (ev.ProviderID == "" || ev.Attempts < 1) {
+			t.Errorf("sent event %s has provider_id %q attempts %d, want an apns-id and >= 1", k, ev.ProviderID, ev.Attempts)
+		}
+	}
+	for _, os := range got {
+		sort.Slice(os, func(i, j int) bool { return fmt.Sprint(os[i]) < fmt.Sprint(os[j]) })
+	}
+	sent := []outcome{{"send", "sent", ""}}
+	want := map[string][]outcome{
+		"r-1/u1/d1": sent, "r-1/u1/d2": sent, "r-1/u2/d3": sent,
+		"r-1/u3/":   {{"filter", "dropped", "quiet_hours"}},
+		"r-1/u4/d5": {{"send", "failed", "no_provider"}},
+		"r-1/u5/d6": {{"send", "failed", "Unregistered"}},
+		"r-1/u6/":   {{"enrich", "dropped", "no_device"}},
+		"r-1/u9/":   {{"enrich", "dropped", "no_device"}},
+		// realtime: quiet hours do not apply; churned users are excluded by the expression
+		"r-2/u1/d1": sent, "r-2/u1/d2": sent, "r-2/u2/d3": sent,
+		"r-2/u4/d5": {{"send", "failed", "no_provider"}},
+		// r-3 was submitted twice (same key, so in order): the second copy is a duplicate
+		"r-3/u2/d3": {{"send", "dropped", "duplicate"}, {"send", "sent", ""}},
+		"r-3//d404": {{"expand", "dropped", "no_device"}},
+		"r-4/u8/d9": sent,
+		"r-4//":     {{"expand", "dropped", "no_device"}}, // the phone number u8 replaced
+		"r-5/u2/":   {{"filter", "dropped", "opt_out"}},
+		"r-5/u7/d8": sent,
+		"r-6/u1/d1": sent, "r-6/u1/d2": sent, "r-6/u2/d3": sent,
+		"r-6/u3/":   {{"filter", "dropped", "quiet_hours"}},
+		"r-6/u4/d5": {{"send", "failed", "no_provider"}},
+		"r-6/u7/d8": sent, "r-6/u8/d9": sent,
+		"r-7/u7/d8": sent, "r-7/u8/d9": sent,
+		"r-8//":   {{"expand", "dropped", "unknown_app"}},
+		"bad-1//": {{"validate", "dropped", ""}},
+		"bad-2//": {{"validate", "dropped", ""}},
+		"bad-3//": {{"validate", "dropped", ""}},
+	}
+	// Order-dependent: r-1 and r-6 run concurrently, so u5's token may already
+	// be removed by r-1's 410 cleanup when r-6 reaches u5.
+	if _, ok := got["r-6/u5/d6"]; ok {
+		want["r-6/u5/d6"] = []outcome{{"send", "failed", "Unregistered"}}
+	} else {
+		want["r-6/u5/"] = []outcome{{"enrich", "dropped", "no_device"}}
+	}
+	// u6's only device was unregistered; whether the broadcast still lists
+	// u6 depends on the registry keeping device-less users in the app set.
+	if _, ok := got["r-6/u6/"]; ok {
+		want["r-6/u6/"] = []outcome{{"enrich", "dropped", "no_device"}}
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("delivery events (-want +got):\n%s", diff)
+	}
+
+	// The APNs server accepted exactly the sent notifications, and was asked
+	// nothing else but the tokens it answered 410 for.
+	var nSent, nUnregistered int64
+	for _, ev := range events {
+		switch {
+		case ev.Outcome == pushflow.OutcomeSent:
+			nSent++
+		case ev.Reason == "Unregistered":
+			nUnregistered++
+		}
+	}
+	if got := st.APNs.Count(); got != nSent {
+		t.Errorf("APNs server accepted %d notifications, want %d (the sent events)", got, nSent)
+	}
+	if got, want := st.APNs.Requests(), nSent+nUnregistered; got != want {
+		t.Errorf("APNs server received %d requests, want %d (sent + Unregistered events)", got, want)
+	}
+
+	// Dead letters carry the raw bytes and the precise reason.
+	dead := readTopic(t, st.Brokers, pushflow.TopicDeadLetter)
+	var reasons []string
+	for _, d := range dead {
+		var dl pushflow.DeadLetter
+		if err := json.Unmarshal(d, &dl); err != nil {
+			t.Fatalf("dead letter %s: %v", d, err)
+		}
+		if dl.Raw == "" || dl.Topic != pushflow.TopicRequests {
+			t.Errorf("dead letter %+v: want raw bytes and topic %s", dl, pushflow.TopicRequests)
+		}
+		reasons = append(reasons, dl.Stage+": "+dl.Reason)
+	}
+	sort.Strings(reasons)
+	wantReasons := []string{
+		"decode: ",
+		`validate: app: unknown app "com.unknown.app" (no device was ever registered for it)`,
+		"validate: notification: APNs payload is",
+		"validate: target.users[0]: want string, got number",
+		"validate: target: exactly one of",
+	}
+	if len(reasons) != len(wantReasons) {
+		t.Fatalf("dead letters:\n%s\nwant %d", strings.Join(reasons, "\n"), len(wantReasons))
+	}
+	for i := range wantReasons {
+		if !strings.HasPrefix(reasons[i], wantReasons[i]) {
+			t.Errorf("dead letter %d = %q, want prefix %q", i, reasons[i], wantReasons[i])
+		}
+	}
+	// And the deliveries topic holds the same events as the table.
+	if n := len(readTopic(t, st.Brokers, pushflow.TopicDeliveries)); n != len(events) {
+		t.Errorf("%s has %d events, the delivery table %d", pushflow.TopicDeliveries, n, len(events))
+	}
+}
+
+func readTopic(t *testing.T, brokers []string, topic string) [][]byte {
+	t.Helper()
+	vs, err := devstack.ReadTopic(brokers, topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return vs
+}

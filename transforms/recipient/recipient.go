@@ -1,0 +1,99 @@
+// Package recipient defines the elements that flow through dispatch between
+// decoding and sending: a validated Request with its Kafka source position,
+// and Batches of Recipients of one request. Batching recipients (rather than
+// one element per recipient) is what lets every stage read Redis with one
+// pipelined round trip per batch, and keeps expand → filter → enrich → send
+// fused without a shuffle.
+//
+// Every recipient that leaves the pipeline early leaves with a
+// pushflow.DeliveryEvent built by Batch.Event or Request.Event, so that for a
+// valid request: recipients expanded = sent + failed + dropped.
+package recipient
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/pushflow/pushflow"
+)
+
+// Source is where a request was read from: its Kafka position. It is part of
+// the dedup record so a replay after a failure can be told apart from a
+// request submitted twice.
+type Source struct {
+	Topic     string
+	Partition int32
+	Offset    int64
+}
+
+// String renders "topic/partition/offset".
+func (s Source) String() string { return fmt.Sprintf("%s/%d/%d", s.Topic, s.Partition, s.Offset) }
+
+// Request is a validated push request on its way through dispatch.
+type Request struct {
+	Req        pushflow.PushRequest
+	Source     Source
+	ReceivedAt time.Time // when dispatch decoded it; request_time when CreatedAt is unset
+}
+
+// RequestTime is the time latency is measured from: created_at when the
+// producer set it, else when dispatch received the request.
+func (r Request) RequestTime() time.Time {
+	if !r.Req.CreatedAt.IsZero() {
+		return r.Req.CreatedAt
+	}
+	return r.ReceivedAt
+}
+
+// Event builds the DeliveryEvent of a request that ended before recipients
+// existed (or of one recipient, when userID/deviceID are set).
+func (r Request) Event(now time.Time, userID, deviceID, platform, stage, outcome, reason string) pushflow.DeliveryEvent {
+	rt := r.RequestTime()
+	return pushflow.DeliveryEvent{
+		V:           pushflow.Version,
+		RequestID:   r.Req.ID,
+		Campaign:    r.Req.Campaign,
+		App:         r.Req.App,
+		Category:    r.Req.Category,
+		Priority:    r.Req.Priority,
+		UserID:      userID,
+		DeviceID:    deviceID,
+		Platform:    platform,
+		Stage:       stage,
+		Outcome:     outcome,
+		Reason:      reason,
+		RequestTime: rt.UTC(),
+		EventTime:   now.UTC(),
+		LatencyMs:   max(now.Sub(rt).Milliseconds(), 0),
+	}
+}
+
+// Recipient is one user, or one device of a user once enriched.
+type Recipient struct {
+	UserID   string
+	DeviceID string // set by expansion of device/alias targets, or by enrichment
+	Platform string // set by enrichment
+	Token    string // set by enrichment
+	Topic    string // provider topic override from the registry (APNs bundle id)
+}
+
+// Batch is a slice of one request's recipients. Expansion cuts audiences into
+// batches of at most a configured size, so memory per element is bounded
+// whatever the audience size.
+type Batch struct {
+	Request    Request
+	Recipients []Recipient
+	// Seq numbers the batches of one request (0, 1, ...), for logs and
+	// per-request progress.
+	Seq int
+}
+
+// Event builds the DeliveryEvent of one recipient of b.
+func (b Batch) Event(now time.Time, r Recipient, stage, outcome, reason string) pushflow.DeliveryEvent {
+	return b.Request.Event(now, r.UserID, r.DeviceID, r.Platform, stage, outcome, reason)
+}
+
+// With returns a batch of the same request holding rs.
+func (b Batch) With(rs []Recipient) Batch {
+	return Batch{Request: b.Request, Recipients: rs, Seq: b.Seq}
+}

@@ -1,0 +1,180 @@
+// Package send delivers batches of enriched recipients to the push providers
+// and turns every device into exactly one DeliveryEvent: sent (with the
+// provider's id), failed (with the provider's reason) or dropped (expired,
+// duplicate). iOS devices go to APNs through apnsio; Android devices need
+// the FCM sender, which is not in this build: they fail with reason
+// "no_provider" rather than disappear.
+//
+// Each (request, device) pair is claimed in Redis before it is sent. A
+// claim by the same Kafka record means this is a replay after a failure and
+// the device is sent again (at-least-once); a claim by another record means
+// the request was submitted twice, and the second copy is dropped as
+// "duplicate".
+package send
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/apache/beam/sdks/v2/go/pkg/beam"
+	"github.com/apache/beam/sdks/v2/go/pkg/beam/register"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/pushflow/pushflow"
+	"github.com/pushflow/pushflow/connectors/apnsio"
+	"github.com/pushflow/pushflow/connectors/redisio"
+	"github.com/pushflow/pushflow/transforms/recipient"
+)
+
+func init() {
+	register.DoFn3x1[context.Context, recipient.Batch, func(pushflow.DeliveryEvent), error](&sendFn{})
+}
+
+// Config configures Notifications.
+type Config struct {
+	RedisAddr string
+	APNs      apnsio.Config
+}
+
+// Notifications sends PCollection<recipient.Batch> (devices with tokens) and
+// returns PCollection<pushflow.DeliveryEvent>, one per device.
+func Notifications(s beam.Scope, batches beam.PCollection, cfg Config) beam.PCollection {
+	s = s.Scope("send.Notifications")
+	if cfg.RedisAddr == "" {
+		panic("send.Notifications: RedisAddr is required")
+	}
+	if err := cfg.APNs.Validate(); err != nil {
+		panic(fmt.Sprintf("send.Notifications: %v", err))
+	}
+	return beam.ParDo(s, &sendFn{Cfg: cfg}, batches)
+}
+
+var (
+	sentCount     = beam.NewCounter("pushflow", "send_sent")
+	failedCount   = beam.NewCounter("pushflow", "send_failed")
+	droppedCount  = beam.NewCounter("pushflow", "send_dropped")
+	tokensRemoved = beam.NewCounter("pushflow", "send_tokens_removed")
+	sendLatency   = beam.NewDistribution("pushflow", "send_latency_ms")
+	requestAge    = beam.NewDistribution("pushflow", "request_to_send_ms")
+)
+
+type sendFn struct {
+	Cfg Config
+
+	client redis.UniversalClient
+	reg    *redisio.Registry
+	apns   *apnsio.Client
+}
+
+func (fn *sendFn) Setup() error {
+	fn.client = redis.NewClient(&redis.Options{Addr: fn.Cfg.RedisAddr})
+	fn.reg = redisio.New(fn.client)
+	var err error
+	if fn.apns, err = apnsio.NewClient(fn.Cfg.APNs); err != nil {
+		return fmt.Errorf("send: %w", err)
+	}
+	return nil
+}
+
+func (fn *sendFn) Teardown() {
+	if fn.apns != nil {
+		fn.apns.Close()
+	}
+	if fn.client != nil {
+		fn.client.Close()
+	}
+}
+
+// Expired reports whether a request's TTL has passed at now.
+func Expired(r recipient.Request, now time.Time) bool {
+	return r.Req.TTLSeconds > 0 && now.After(r.RequestTime().Add(time.Duration(r.Req.TTLSeconds)*time.Second))
+}
+
+// DedupKey names the claim of one (request, device).
+func DedupKey(requestID, deviceID string) string { return requestID + "|" + deviceID }
+
+func (fn *sendFn) ProcessElement(ctx context.Context, b recipient.Batch, emit func(pushflow.DeliveryEvent)) error {
+	req := b.Request
+	now := time.Now()
+	drop := func(r recipient.Recipient, reason string) {
+		droppedCount.Inc(ctx, 1)
+		emit(b.Event(now, r, pushflow.StageSend, pushflow.OutcomeDropped, reason))
+	}
+	if Expired(req, now) {
+		for _, r := range b.Recipients {
+			drop(r, pushflow.ReasonExpired)
+		}
+		return nil
+	}
+
+	keys := make([]string, len(b.Recipients))
+	for i, r := range b.Recipients {
+		keys[i] = DedupKey(req.Req.ID, r.DeviceID)
+	}
+	owners, err := fn.reg.ClaimOwners(ctx, keys, req.Source.String())
+	if err != nil {
+		return fmt.Errorf("send: %s: %w", req.Req.ID, err)
+	}
+
+	var ios []recipient.Recipient
+	var msgs []apnsio.Message
+	var expiration time.Time
+	if req.Req.TTLSeconds > 0 {
+		expiration = req.RequestTime().Add(time.Duration(req.Req.TTLSeconds) * time.Second)
+	}
+	for i, r := range b.Recipients {
+		if owners[i] != req.Source.String() {
+			drop(r, pushflow.ReasonDuplicate)
+			continue
+		}
+		switch r.Platform {
+		case pushflow.PlatformIOS:
+			topic := r.Topic
+			if topic == "" {
+				topic = req.Req.App
+			}
+			ios = append(ios, r)
+			msgs = append(msgs, apnsio.Message{
+				Token:        r.Token,
+				Topic:        topic,
+				Notification: req.Req.Notification,
+				Priority:     req.Req.Priority,
+				Expiration:   expiration,
+			})
+		default:
+			failedCount.Inc(ctx, 1)
+			emit(b.Event(now, r, pushflow.StageSend, pushflow.OutcomeFailed, pushflow.ReasonNoProvider))
+		}
+	}
+	if len(msgs) == 0 {
+		return nil
+	}
+	results := fn.apns.Send(ctx, msgs)
+	done := time.Now()
+	for i, res := range results {
+		r := ios[i]
+		ev := b.Event(done, r, pushflow.StageSend, res.Outcome, res.Reason)
+		ev.ProviderID, ev.Attempts = res.ApnsID, res.Attempts
+		sendLatency.Update(ctx, res.Latency.Milliseconds())
+		requestAge.Update(ctx, ev.LatencyMs)
+		if res.Outcome == pushflow.OutcomeSent {
+			sentCount.Inc(ctx, 1)
+		} else {
+			failedCount.Inc(ctx, 1)
+		}
+		if res.Unregistered {
+			removed, err := fn.reg.RemoveToken(ctx, req.Req.App, r.DeviceID, r.Token)
+			if err != nil {
+				// The event is still right; the next send will find the token
+				// gone again and retry the cleanup.
+				slog.WarnContext(ctx, "send: token cleanup failed", "app", req.Req.App, "device", r.DeviceID, "err", err)
+			} else if removed {
+				tokensRemoved.Inc(ctx, 1)
+			}
+		}
+		emit(ev)
+	}
+	return nil
+}
