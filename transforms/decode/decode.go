@@ -165,6 +165,9 @@ func requestHeader(b []byte) header {
 		return s
 	}
 	h := header{ID: str("id"), App: str("app"), Campaign: str("campaign"), Category: str("category"), Priority: str("priority")}
+	if h.Priority == "" {
+		h.Priority = pushflow.PriorityNormal // as for a valid request
+	}
 	if t, err := time.Parse(time.RFC3339, str("created_at")); err == nil {
 		h.CreatedAt = t
 	}

@@ -73,8 +73,9 @@ func (fn *applyFn) flush(ctx context.Context) error {
 		return nil
 	}
 	if err := fn.reg.Apply(ctx, fn.buf); err != nil {
+		n := len(fn.buf)
 		fn.buf = fn.buf[:0]
-		return fmt.Errorf("devices: apply %d events: %w", len(fn.buf), err)
+		return fmt.Errorf("devices: apply %d events: %w", n, err)
 	}
 	for _, ev := range fn.buf {
 		applied[ev.Op].Inc(ctx, 1)

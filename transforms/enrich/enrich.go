@@ -86,6 +86,11 @@ func (fn *tokensFn) ProcessElement(ctx context.Context, b recipient.Batch, emit 
 		events(b.Event(now, r, pushflow.StageEnrich, pushflow.OutcomeDropped, reason))
 	}
 	add := func(r recipient.Recipient, d redisio.Device) {
+		// A device that changed owner since expansion belongs to its new
+		// owner: record the event under the user who holds the token.
+		if d.UserID != "" {
+			r.UserID = d.UserID
+		}
 		r.DeviceID, r.Platform, r.Token, r.Topic = d.ID, d.Platform, d.Token, d.Topic
 		if d.Token == "" {
 			drop(r, pushflow.ReasonNoToken)
