@@ -109,7 +109,7 @@ func BenchmarkDispatchVsAPNsCeiling(b *testing.B) {
 				DeliveriesTopic: pushflow.TopicDeliveries, DeadLetterTopic: pushflow.TopicDeadLetter,
 				RedisAddr: st.RedisAddr, Until: "latest", Group: "bench", Start: "earliest", LogLevel: "warn",
 			},
-			APNs: apnsCfg, DeliveryTable: "file://" + table, BatchSize: perRequest,
+			APNs: apnsCfg, DeliveryTable: "file://" + table, BatchSize: perRequest, RealtimeConcurrency: 8,
 		}
 		p, s := beam.NewPipelineWithRoot()
 		Build(s, cfg)

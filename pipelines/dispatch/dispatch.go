@@ -14,6 +14,7 @@ import (
 	"github.com/pushflow/pushflow/transforms/enrich"
 	"github.com/pushflow/pushflow/transforms/expand"
 	"github.com/pushflow/pushflow/transforms/filter"
+	"github.com/pushflow/pushflow/transforms/lanes"
 	"github.com/pushflow/pushflow/transforms/send"
 )
 
@@ -24,7 +25,12 @@ type Config struct {
 	FCMEndpoint   string
 	DeliveryTable string // "" = no table, only the deliveries topic
 	BatchSize     int
-	Filter        filter.Config
+	// RealtimeTopic, when set, is read by its own Kafka reader; realtime
+	// requests on the main topic still take the realtime lane.
+	RealtimeTopic string
+	// RealtimeConcurrency is the realtime lane's own APNs in-flight budget.
+	RealtimeConcurrency int
+	Filter              filter.Config
 }
 
 // Validate checks cfg before any graph is built.
@@ -43,6 +49,12 @@ func (c *Config) Validate() error {
 			return fmt.Errorf("--delivery_table: %w", err)
 		}
 	}
+	if c.RealtimeConcurrency <= 0 {
+		return fmt.Errorf("--realtime_concurrency: must be > 0, got %d", c.RealtimeConcurrency)
+	}
+	if c.RealtimeTopic != "" && c.RealtimeTopic == c.RequestsTopic {
+		return fmt.Errorf("--realtime_topic: must differ from --requests_topic %q", c.RequestsTopic)
+	}
 	if c.BatchSize <= 0 {
 		return fmt.Errorf("--batch_size: must be > 0, got %d", c.BatchSize)
 	}
@@ -60,38 +72,68 @@ type Outputs struct {
 
 // Build adds the dispatch graph to s:
 //
-//	Kafka requests → decode → expand → filter → enrich → send ─┐
-//	     │ bad input      │ unknown/none │ rule    │ no device    │
-//	     ▼                ▼              ▼         ▼              ▼
-//	push.deadletter    DeliveryEvents (one per recipient) → push.deliveries + delivery table
+//	Kafka requests ─► decode ─► lanes.Split ─► realtime: expand → filter → enrich → send (own sender)
+//	(+ realtime topic)   │                └──► paced:    reshuffle → expand → filter → enrich → send
+//	                     │ bad input
+//	                     ▼
+//	push.deadletter   DeliveryEvents (one per recipient, every lane) → push.deliveries + delivery table
 //
-// expand → filter → enrich → send are plain ParDos on batches of
-// recipients, so the runner fuses them: no shuffle between them.
+// Within a lane expand → filter → enrich → send are plain ParDos on batches
+// of recipients, so the runner fuses them: no shuffle on the hot path. The
+// paced lane starts with a reshuffle so a large expansion (a broadcast) runs
+// apart from the Kafka reader and never delays the realtime lane behind it.
 func Build(s beam.Scope, cfg Config) Outputs {
 	s = s.Scope("dispatch")
-	records := kafkaio.Read(s, kafkaio.ReadConfig{
-		Brokers:  cfg.Brokers(),
-		Topics:   []string{cfg.RequestsTopic},
-		Group:    cfg.Group,
-		Start:    cfg.Start,
-		Until:    cfg.Until,
-		ClientID: "pushflow-dispatch",
-	})
-	reqs, deadDecode, invalid := decode.Requests(s, records)
-	batches, expandEvents, deadExpand := expand.Targets(s, reqs, expand.Config{RedisAddr: cfg.RedisAddr, BatchSize: cfg.BatchSize})
+	read := func(topic string) beam.PCollection {
+		return kafkaio.Read(s, kafkaio.ReadConfig{
+			Brokers:  cfg.Brokers(),
+			Topics:   []string{topic},
+			Group:    cfg.Group,
+			Start:    cfg.Start,
+			Until:    cfg.Until,
+			ClientID: "pushflow-dispatch",
+		})
+	}
+	reqs, deadDecode, invalid := decode.Requests(s, read(cfg.RequestsTopic))
+	realtime, paced := lanes.Split(s, reqs)
+	deads := []beam.PCollection{deadDecode}
+	deliveries := []beam.PCollection{invalid}
+	if cfg.RealtimeTopic != "" {
+		// Its own reader: a realtime request never waits behind a bulk
+		// backlog on the main topic's partitions.
+		rtReqs, rtDead, rtInvalid := decode.Requests(s.Scope("realtime_topic"), read(cfg.RealtimeTopic))
+		rtRealtime, rtPaced := lanes.Split(s.Scope("realtime_topic"), rtReqs)
+		realtime = beam.Flatten(s, realtime, rtRealtime)
+		paced = beam.Flatten(s, paced, rtPaced)
+		deads = append(deads, rtDead)
+		deliveries = append(deliveries, rtInvalid)
+	}
+
+	rtSend := send.Config{RedisAddr: cfg.RedisAddr, APNs: cfg.APNs}
+	rtSend.APNs.Concurrency = cfg.RealtimeConcurrency
+	rtEvents, rtDead := lane(s.Scope("realtime"), cfg, realtime, rtSend)
+	pacedEvents, pacedDead := lane(s.Scope("paced"), cfg, beam.Reshuffle(s, paced), send.Config{RedisAddr: cfg.RedisAddr, APNs: cfg.APNs})
+	deliveries = append(deliveries, rtEvents, pacedEvents)
+	deads = append(deads, rtDead, pacedDead)
+
+	all := beam.Flatten(s, deliveries...)
+	dead := beam.Flatten(s, deads...)
+	kafkaio.Write(s, kafkaio.WriteConfig{Brokers: cfg.Brokers(), Topic: cfg.DeliveriesTopic, ClientID: "pushflow-dispatch"}, encode.Deliveries(s, all))
+	kafkaio.Write(s, kafkaio.WriteConfig{Brokers: cfg.Brokers(), Topic: cfg.DeadLetterTopic, ClientID: "pushflow-dispatch"}, encode.DeadLetters(s, dead))
+	if cfg.DeliveryTable != "" {
+		tableio.Write(s, cfg.DeliveryTable, all)
+	}
+	return Outputs{Deliveries: all, DeadLetters: dead}
+}
+
+// lane is expand → filter → enrich → send over one lane's requests. It
+// returns the lane's DeliveryEvents and DeadLetters.
+func lane(s beam.Scope, cfg Config, reqs beam.PCollection, sendCfg send.Config) (events, dead beam.PCollection) {
+	batches, expandEvents, dead := expand.Targets(s, reqs, expand.Config{RedisAddr: cfg.RedisAddr, BatchSize: cfg.BatchSize})
 	fcfg := cfg.Filter
 	fcfg.RedisAddr = cfg.RedisAddr
 	kept, filterEvents := filter.Apply(s, batches, fcfg)
 	devices, enrichEvents := enrich.Tokens(s, kept, cfg.RedisAddr)
-	sendEvents := send.Notifications(s, devices, send.Config{RedisAddr: cfg.RedisAddr, APNs: cfg.APNs})
-
-	deliveries := beam.Flatten(s, invalid, expandEvents, filterEvents, enrichEvents, sendEvents)
-	dead := beam.Flatten(s, deadDecode, deadExpand)
-
-	kafkaio.Write(s, kafkaio.WriteConfig{Brokers: cfg.Brokers(), Topic: cfg.DeliveriesTopic, ClientID: "pushflow-dispatch"}, encode.Deliveries(s, deliveries))
-	kafkaio.Write(s, kafkaio.WriteConfig{Brokers: cfg.Brokers(), Topic: cfg.DeadLetterTopic, ClientID: "pushflow-dispatch"}, encode.DeadLetters(s, dead))
-	if cfg.DeliveryTable != "" {
-		tableio.Write(s, cfg.DeliveryTable, deliveries)
-	}
-	return Outputs{Deliveries: deliveries, DeadLetters: dead}
+	sendEvents := send.Notifications(s, devices, sendCfg)
+	return beam.Flatten(s, expandEvents, filterEvents, enrichEvents, sendEvents), dead
 }

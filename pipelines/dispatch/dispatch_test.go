@@ -67,9 +67,10 @@ func TestDispatchTestdata(t *testing.T) {
 			ClicksTopic: pushflow.TopicClicks, DeliveriesTopic: pushflow.TopicDeliveries, DeadLetterTopic: pushflow.TopicDeadLetter,
 			RedisAddr: st.RedisAddr, Until: "latest", Group: "dispatch-test", Start: "earliest", LogLevel: "warn",
 		},
-		APNs:          apnsio.Config{Endpoint: st.APNsURL, CAFile: st.APNsCAFile, KeyFile: st.APNsKeyFile, KeyID: st.APNsKeyID, TeamID: st.APNsTeamID},
-		DeliveryTable: "file://" + table,
-		BatchSize:     2, // several batches per request
+		APNs:                apnsio.Config{Endpoint: st.APNsURL, CAFile: st.APNsCAFile, KeyFile: st.APNsKeyFile, KeyID: st.APNsKeyID, TeamID: st.APNsTeamID},
+		DeliveryTable:       "file://" + table,
+		BatchSize:           2, // several batches per request
+		RealtimeConcurrency: 8,
 	}
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)

@@ -41,6 +41,8 @@ func main() {
 	fs.IntVar(&cfg.APNs.Concurrency, "apns_concurrency", 64, "in-flight APNs requests per worker; keep below the server's HTTP/2 stream limit")
 	fs.StringVar(&cfg.FCMEndpoint, "fcm_endpoint", "", "FCM HTTP v1 endpoint (FCM sending is not in this build: android devices fail with reason no_provider)")
 	fs.StringVar(&cfg.DeliveryTable, "delivery_table", "", "delivery table: file:///dir (Parquet partitioned by day) or bq://project.dataset.table; empty: deliveries topic only")
+	fs.StringVar(&cfg.RealtimeTopic, "realtime_topic", "", "optional topic of realtime requests, read by its own reader so they never queue behind a bulk backlog on --requests_topic")
+	fs.IntVar(&cfg.RealtimeConcurrency, "realtime_concurrency", 32, "the realtime lane's own in-flight APNs requests per worker")
 	fs.IntVar(&cfg.BatchSize, "batch_size", 500, "recipients per batch between expand and send (one pipelined Redis read per batch)")
 	fs.IntVar(&cfg.Filter.FrequencyCap, "frequency_cap", 0, "most notifications per user, category and UTC day; 0 = no cap")
 	fs.Float64Var(&cfg.Filter.MinInterest, "min_interest", 0, "drop recipients whose interest score for the category is known and below this; 0 = off")
