@@ -175,3 +175,17 @@ func ReadTopic(brokers []string, topic string) ([][]byte, error) {
 	}
 	return out, nil
 }
+
+// CreateTopic creates topic with the given partitions (replication 1), so a
+// test or benchmark can use a fresh topic without relying on auto-creation.
+func CreateTopic(brokers []string, topic string, partitions int32) error {
+	admin, err := sarama.NewClusterAdmin(brokers, kafkaio.NewSaramaConfig("pushflow-devstack-admin"))
+	if err != nil {
+		return fmt.Errorf("devstack: %w", err)
+	}
+	defer admin.Close()
+	if err := admin.CreateTopic(topic, &sarama.TopicDetail{NumPartitions: partitions, ReplicationFactor: 1}, false); err != nil {
+		return fmt.Errorf("devstack: create topic %s: %w", topic, err)
+	}
+	return nil
+}

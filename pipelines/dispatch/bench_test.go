@@ -99,6 +99,9 @@ func BenchmarkDispatchVsAPNsCeiling(b *testing.B) {
 			lines = append(lines, fmt.Appendf(nil, `{"v":1,"id":"bench-%d-%d","app":%q,"priority":"normal","target":{"users":[%s]},"notification":{"title":"Bench","body":"Throughput"}}`, b.N, r, app, ids))
 		}
 		topic := fmt.Sprintf("bench.requests.%d", time.Now().UnixNano())
+		if err := devstack.CreateTopic(st.Brokers, topic, 3); err != nil {
+			b.Fatal(err)
+		}
 		if err := devstack.Produce(ctx, st.Brokers, topic, pushflow.TopicRequests, lines); err != nil {
 			b.Fatal(err)
 		}
