@@ -10,14 +10,17 @@ import (
 	"time"
 
 	"github.com/apache/beam/sdks/v2/go/pkg/beam"
+	"github.com/apache/beam/sdks/v2/go/pkg/beam/options/jobopts"
 
 	"github.com/pushflow/pushflow/connectors/tableio"
 )
 
-// Counters sums the pushflow namespace's counters of a run by name.
+// Counters sums the pushflow namespace's counters of a run by name. An
+// asynchronous submission (--async) has none: Beam v2.77.0's universal and
+// Dataflow results panic on Metrics() then.
 func Counters(res beam.PipelineResult) map[string]int64 {
 	out := map[string]int64{}
-	if res == nil {
+	if res == nil || *jobopts.Async {
 		return out
 	}
 	for _, c := range res.Metrics().AllMetrics().Counters() {
@@ -31,6 +34,14 @@ func Counters(res beam.PipelineResult) map[string]int64 {
 // Print writes the summary of a finished run: its counters, then the
 // delivery table's outcomes when table is a file:// table.
 func Print(w io.Writer, pipeline string, res beam.PipelineResult, took time.Duration, table string) {
+	if *jobopts.Async {
+		id := *jobopts.JobName // the universal runner returns no id for --async
+		if res != nil && res.JobID() != "" {
+			id = res.JobID()
+		}
+		fmt.Fprintf(w, "\n== %s submitted in %s (--async): job %q; not waiting for it ==\n", pipeline, took.Round(time.Millisecond), id)
+		return
+	}
 	fmt.Fprintf(w, "\n== %s finished in %s ==\n", pipeline, took.Round(time.Millisecond))
 	counters := Counters(res)
 	names := make([]string, 0, len(counters))

@@ -15,6 +15,7 @@ import (
 	"github.com/pushflow/pushflow/transforms/expand"
 	"github.com/pushflow/pushflow/transforms/filter"
 	"github.com/pushflow/pushflow/transforms/lanes"
+	"github.com/pushflow/pushflow/transforms/pace"
 	"github.com/pushflow/pushflow/transforms/send"
 )
 
@@ -30,7 +31,11 @@ type Config struct {
 	RealtimeTopic string
 	// RealtimeConcurrency is the realtime lane's own APNs in-flight budget.
 	RealtimeConcurrency int
-	Filter              filter.Config
+	// Pace paces the normal/bulk lane between enrich and send. With no rate
+	// set (GlobalQPS, CampaignQPS and DefaultCampaignQPS all 0) the lane is
+	// not paced and has no shuffle before sending.
+	Pace   pace.Config
+	Filter filter.Config
 }
 
 // Validate checks cfg before any graph is built.
@@ -55,6 +60,14 @@ func (c *Config) Validate() error {
 	if c.RealtimeTopic != "" && c.RealtimeTopic == c.RequestsTopic {
 		return fmt.Errorf("--realtime_topic: must differ from --requests_topic %q", c.RequestsTopic)
 	}
+	if c.Pace.GlobalQPS < 0 || c.Pace.DefaultCampaignQPS < 0 || c.Pace.Shards < 0 {
+		return fmt.Errorf("--paced_qps, --default_campaign_qps and --pace_shards must be >= 0")
+	}
+	for c, q := range c.Pace.CampaignQPS {
+		if q < 0 {
+			return fmt.Errorf("--campaign_qps: %s: must be >= 0, got %d", c, q)
+		}
+	}
 	if c.BatchSize <= 0 {
 		return fmt.Errorf("--batch_size: must be > 0, got %d", c.BatchSize)
 	}
@@ -73,7 +86,7 @@ type Outputs struct {
 // Build adds the dispatch graph to s:
 //
 //	Kafka requests ─► decode ─► lanes.Split ─► realtime: expand → filter → enrich → send (own sender)
-//	(+ realtime topic)   │                └──► paced:    reshuffle → expand → filter → enrich → send
+//	(+ realtime topic)   │                └──► paced:    reshuffle → expand → filter → enrich → pace → send
 //	                     │ bad input
 //	                     ▼
 //	push.deadletter   DeliveryEvents (one per recipient, every lane) → push.deliveries + delivery table
@@ -111,8 +124,12 @@ func Build(s beam.Scope, cfg Config) Outputs {
 
 	rtSend := send.Config{RedisAddr: cfg.RedisAddr, APNs: cfg.APNs}
 	rtSend.APNs.Concurrency = cfg.RealtimeConcurrency
-	rtEvents, rtDead := lane(s.Scope("realtime"), cfg, realtime, rtSend)
-	pacedEvents, pacedDead := lane(s.Scope("paced"), cfg, beam.Reshuffle(s, paced), send.Config{RedisAddr: cfg.RedisAddr, APNs: cfg.APNs})
+	rtEvents, rtDead := lane(s.Scope("realtime"), cfg, realtime, rtSend, nil)
+	var pacer func(beam.Scope, beam.PCollection) beam.PCollection
+	if Paced(cfg.Pace) {
+		pacer = func(s beam.Scope, b beam.PCollection) beam.PCollection { return pace.Paced(s, b, cfg.Pace) }
+	}
+	pacedEvents, pacedDead := lane(s.Scope("paced"), cfg, beam.Reshuffle(s, paced), send.Config{RedisAddr: cfg.RedisAddr, APNs: cfg.APNs}, pacer)
 	deliveries = append(deliveries, rtEvents, pacedEvents)
 	deads = append(deads, rtDead, pacedDead)
 
@@ -126,14 +143,22 @@ func Build(s beam.Scope, cfg Config) Outputs {
 	return Outputs{Deliveries: all, DeadLetters: dead}
 }
 
-// lane is expand → filter → enrich → send over one lane's requests. It
-// returns the lane's DeliveryEvents and DeadLetters.
-func lane(s beam.Scope, cfg Config, reqs beam.PCollection, sendCfg send.Config) (events, dead beam.PCollection) {
+// Paced reports whether pc sets any rate, i.e. whether the lane is paced.
+func Paced(pc pace.Config) bool {
+	return pc.GlobalQPS > 0 || pc.DefaultCampaignQPS > 0 || len(pc.CampaignQPS) > 0
+}
+
+// lane is expand → filter → enrich → [pacer] → send over one lane's
+// requests. It returns the lane's DeliveryEvents and DeadLetters.
+func lane(s beam.Scope, cfg Config, reqs beam.PCollection, sendCfg send.Config, pacer func(beam.Scope, beam.PCollection) beam.PCollection) (events, dead beam.PCollection) {
 	batches, expandEvents, dead := expand.Targets(s, reqs, expand.Config{RedisAddr: cfg.RedisAddr, BatchSize: cfg.BatchSize})
 	fcfg := cfg.Filter
 	fcfg.RedisAddr = cfg.RedisAddr
 	kept, filterEvents := filter.Apply(s, batches, fcfg)
 	devices, enrichEvents := enrich.Tokens(s, kept, cfg.RedisAddr)
+	if pacer != nil {
+		devices = pacer(s, devices)
+	}
 	sendEvents := send.Notifications(s, devices, sendCfg)
 	return beam.Flatten(s, expandEvents, filterEvents, enrichEvents, sendEvents), dead
 }

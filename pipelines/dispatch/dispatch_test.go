@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/apache/beam/sdks/v2/go/pkg/beam"
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/testing/ptest"
@@ -20,6 +21,7 @@ import (
 	"github.com/pushflow/pushflow/connectors/tableio"
 	"github.com/pushflow/pushflow/internal/devstack"
 	"github.com/pushflow/pushflow/internal/options"
+	"github.com/pushflow/pushflow/transforms/pace"
 )
 
 func TestMain(m *testing.M) { ptest.Main(m) }
@@ -33,7 +35,19 @@ type outcome struct {
 // redis-server, the Kafka-protocol broker and the APNs test server, and
 // checks every recipient's one delivery event, the dead letters, and what
 // the APNs server received.
-func TestDispatchTestdata(t *testing.T) {
+func TestDispatchTestdata(t *testing.T) { runTestdata(t, nil) }
+
+// TestDispatchTestdataPacedWithRealtimeTopic runs the same data with the
+// normal/bulk lane paced and realtime requests on their own topic: every
+// outcome must be the same.
+func TestDispatchTestdataPacedWithRealtimeTopic(t *testing.T) {
+	runTestdata(t, func(cfg *Config) {
+		cfg.RealtimeTopic = "push.requests.realtime"
+		cfg.Pace = pace.Config{GlobalQPS: 200, DefaultCampaignQPS: 100, Shards: 2, Slot: 20 * time.Millisecond}
+	})
+}
+
+func runTestdata(t *testing.T, mutate func(*Config)) {
 	ctx := context.Background()
 	st, err := devstack.Start(ctx, devstack.Options{RedisAddr: redistest.Start(t)})
 	if err != nil {
@@ -56,10 +70,6 @@ func TestDispatchTestdata(t *testing.T) {
 	for i, l := range lines {
 		lines[i] = bytes.ReplaceAll(l, []byte(`"testdata/audience.txt"`), []byte(fmt.Sprintf("%q", abs)))
 	}
-	if err := devstack.Produce(ctx, st.Brokers, pushflow.TopicRequests, pushflow.TopicRequests, lines); err != nil {
-		t.Fatal(err)
-	}
-
 	table := t.TempDir()
 	cfg := Config{
 		Common: options.Common{
@@ -72,7 +82,33 @@ func TestDispatchTestdata(t *testing.T) {
 		BatchSize:           2, // several batches per request
 		RealtimeConcurrency: 8,
 	}
+	if mutate != nil {
+		mutate(&cfg)
+	}
 	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	main, rt := lines, [][]byte(nil)
+	if cfg.RealtimeTopic != "" {
+		main = nil
+		for _, l := range lines {
+			if bytes.Contains(l, []byte(`"priority":"realtime"`)) {
+				rt = append(rt, l)
+			} else {
+				main = append(main, l)
+			}
+		}
+		if len(rt) == 0 {
+			t.Fatal("testdata has no realtime request")
+		}
+		if err := devstack.CreateTopic(st.Brokers, cfg.RealtimeTopic, 1); err != nil {
+			t.Fatal(err)
+		}
+		if err := devstack.Produce(ctx, st.Brokers, cfg.RealtimeTopic, pushflow.TopicRequests, rt); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := devstack.Produce(ctx, st.Brokers, pushflow.TopicRequests, pushflow.TopicRequests, main); err != nil {
 		t.Fatal(err)
 	}
 	p, s := beam.NewPipelineWithRoot()

@@ -16,6 +16,8 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/apache/beam/sdks/v2/go/pkg/beam"
@@ -43,6 +45,15 @@ func main() {
 	fs.StringVar(&cfg.DeliveryTable, "delivery_table", "", "delivery table: file:///dir (Parquet partitioned by day) or bq://project.dataset.table; empty: deliveries topic only")
 	fs.StringVar(&cfg.RealtimeTopic, "realtime_topic", "", "optional topic of realtime requests, read by its own reader so they never queue behind a bulk backlog on --requests_topic")
 	fs.IntVar(&cfg.RealtimeConcurrency, "realtime_concurrency", 32, "the realtime lane's own in-flight APNs requests per worker")
+	fs.IntVar(&cfg.Pace.GlobalQPS, "paced_qps", 0, "total send rate of the normal/bulk lane, all campaigns together (notifications/s); 0 = unpaced")
+	fs.IntVar(&cfg.Pace.DefaultCampaignQPS, "default_campaign_qps", 0, "send-rate ceiling of a campaign not named in --campaign_qps; 0 = none")
+	fs.Func("campaign_qps", "per-campaign send-rate ceilings, e.g. c-7=1000,c-8=250 (concurrent campaigns share --paced_qps evenly, unused share goes to the others)", func(v string) error {
+		m, err := parseRates(v)
+		cfg.Pace.CampaignQPS = m
+		return err
+	})
+	fs.IntVar(&cfg.Pace.Shards, "pace_shards", 4, "keys the pacing state is spread over; every rate is divided evenly among them")
+	fs.DurationVar(&cfg.Pace.Slot, "pace_slot", 100*time.Millisecond, "pacing allocation period")
 	fs.IntVar(&cfg.BatchSize, "batch_size", 500, "recipients per batch between expand and send (one pipelined Redis read per batch)")
 	fs.IntVar(&cfg.Filter.FrequencyCap, "frequency_cap", 0, "most notifications per user, category and UTC day; 0 = no cap")
 	fs.Float64Var(&cfg.Filter.MinInterest, "min_interest", 0, "drop recipients whose interest score for the category is known and below this; 0 = off")
@@ -121,4 +132,21 @@ func startDev(ctx context.Context, cfg *Config, dir string) (*devstack.Stack, er
 		return nil, err
 	}
 	return st, nil
+}
+
+// parseRates parses "name=qps,name=qps".
+func parseRates(v string) (map[string]int, error) {
+	out := map[string]int{}
+	for _, kv := range strings.Split(v, ",") {
+		if kv = strings.TrimSpace(kv); kv == "" {
+			continue
+		}
+		name, q, ok := strings.Cut(kv, "=")
+		n, err := strconv.Atoi(q)
+		if !ok || err != nil || n < 0 {
+			return nil, fmt.Errorf("want campaign=qps with qps >= 0, got %q", kv)
+		}
+		out[name] = n
+	}
+	return out, nil
 }

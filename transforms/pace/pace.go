@@ -1,0 +1,407 @@
+// Package pace releases batches of recipients no faster than configured
+// rates, sharing the send budget evenly among the campaigns that are active
+// at the same time. It is the "pace" stage of dispatch's normal and bulk
+// lanes (realtime traffic is not paced) and of the campaign pipeline.
+//
+// # Model
+//
+// Time is cut into slots (Config.Slot, 100 ms by default). In every slot a
+// key may release at most its share of Config.GlobalQPS, and each campaign at
+// most its share of its own ceiling (Config.CampaignQPS or
+// Config.DefaultCampaignQPS). Within those limits the slot's budget is split
+// by Allocate: evenly among the campaigns with pending recipients, and what
+// one campaign cannot use goes to the others. Batches are split (Batch.With)
+// when only part of one fits in a slot; a batch's recipients keep their
+// order and their request.
+//
+// # Keys, workers and the global rate
+//
+// Pacing state lives in Beam keyed state, so it scales out and survives
+// restarts on Flink and Dataflow like any stateful DoFn. Paced keys every
+// batch by shard, (fnv32a(request id) + batch seq) mod Config.Shards: the
+// batches of one request go round-robin over all shards, so every shard sees
+// every large campaign, and per-shard even shares add up to global even
+// shares. Each shard (key) gets an equal part of every rate: GlobalQPS/Shards
+// and CampaignQPS/Shards per second, kept exactly over time even when that is
+// not a whole number per slot (see rate). A runner spreads the keys over its
+// workers; how many workers there are does not change the rates — Shards
+// does. The consequence of dividing the budget statically: a shard with no
+// pending work does not lend its part to the others, so choose Shards no
+// larger than the parallelism you need, and small compared with the number of
+// pending batches of a typical campaign (a campaign of 10 batches over 16
+// shards leaves 6 shards' part of its ceiling unused).
+//
+// # Timers and state
+//
+// One processing-time timer family per key (Prism hangs on a DoFn with two
+// families). A key with no timer set that receives a batch sets the timer at
+// the next slot boundary (or now, when it has been idle for a whole slot);
+// each firing releases the budget of the slots since the last firing — at
+// most Config.CatchUp of missed time, so a late timer, a GC pause or a
+// restore from a checkpoint releases at most that much extra at once — and
+// sets the timer for the next slot boundary while anything is pending. Slots
+// are counted from the start of the key's active period, not from the
+// previous firing, so a timer that fires late does not slow the long-run
+// rate down.
+//
+// Pending batches live in a BagState, which is runner state — on Flink the
+// state backend (configure RocksDB: Flink's default HashMap backend keeps
+// state on the TaskManager heap), on Dataflow Streaming Engine — not the SDK
+// worker's heap; the slot counter and timer flag live in a ValueState. The
+// Go SDK (v2.77.0) reads a bag whole (OrderedList.ReadRange filters client
+// side too, and MapState is not supported by every portable runner), so
+// every firing reads and decodes the key's whole backlog, and rewrites what
+// stays pending when it released anything: O(backlog per key) per slot.
+// Keep the backlog per key bounded — more Shards, larger batches, a longer
+// Slot, or pacing the producer (the campaign pipeline) — rather than parking
+// a 10M-recipient audience in front of it.
+//
+// Output elements are in the global window, timestamped with the processing
+// time of the firing that released them (the timer's default output
+// timestamp), which holds the output watermark while work is pending.
+package pace
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"hash/fnv"
+	"reflect"
+	"slices"
+	"time"
+
+	"github.com/apache/beam/sdks/v2/go/pkg/beam"
+	"github.com/apache/beam/sdks/v2/go/pkg/beam/core/graph/window"
+	"github.com/apache/beam/sdks/v2/go/pkg/beam/core/state"
+	"github.com/apache/beam/sdks/v2/go/pkg/beam/core/timers"
+	"github.com/apache/beam/sdks/v2/go/pkg/beam/register"
+
+	"github.com/pushflow/pushflow/transforms/recipient"
+)
+
+func init() {
+	register.DoFn2x0[recipient.Batch, func(int, recipient.Batch)](&shardFn{})
+	register.DoFn5x1[state.Provider, timers.Provider, int, recipient.Batch, func(recipient.Batch), error](&paceFn{})
+	register.Emitter1[recipient.Batch]()
+	register.Emitter2[int, recipient.Batch]()
+	beam.RegisterType(reflect.TypeOf((*pendingBatch)(nil)).Elem())
+	beam.RegisterType(reflect.TypeOf((*slotState)(nil)).Elem())
+}
+
+// DefaultSlot is Config.Slot when it is zero.
+const DefaultSlot = 100 * time.Millisecond
+
+// DefaultCatchUpSlots is Config.CatchUp, in slots, when it is zero.
+const DefaultCatchUpSlots = 5
+
+// Config configures Paced. Rates are recipients per second; 0 means no limit.
+type Config struct {
+	// Shards is the number of keys the pacing state is spread over; each
+	// key is paced on its own with 1/Shards of every rate (GlobalQPS/Shards
+	// and CampaignQPS/Shards). Default 1. Set it to about the parallelism
+	// the runner should use for pacing; see the package doc.
+	Shards int
+	// Slot is the allocation period. Default DefaultSlot (100 ms). Shorter
+	// slots release in smaller steps at a higher timer and state cost.
+	Slot time.Duration
+	// GlobalQPS is the lane's total send budget, e.g. the provider
+	// capacity: all campaigns together. 0 = no global limit.
+	GlobalQPS int
+	// CampaignQPS is the ceiling of named campaigns (PushRequest.Campaign;
+	// requests without a campaign are the campaign ""). 0 = no ceiling.
+	CampaignQPS map[string]int
+	// DefaultCampaignQPS is the ceiling of campaigns not in CampaignQPS.
+	// 0 = no ceiling.
+	DefaultCampaignQPS int
+	// CatchUp is how much missed time a late timer may make up for at once.
+	// Default DefaultCatchUpSlots slots. Larger values keep the long-run
+	// rate on a runner whose timers fire late, at the cost of a larger
+	// burst after a stall.
+	CatchUp time.Duration
+	// Clock returns the processing time. It is for unit tests that drive the
+	// DoFn directly; runners fire timers on their own clock (and do not ship
+	// functions to workers), so Paced rejects a non-nil Clock. Default
+	// time.Now.
+	Clock func() time.Time
+}
+
+// withDefaults returns cfg with defaults applied, or panics with prefix on an
+// invalid value.
+func (cfg Config) withDefaults(prefix string) Config {
+	if cfg.Shards < 0 {
+		panic(fmt.Sprintf("%s: Shards must be >= 0, got %d", prefix, cfg.Shards))
+	}
+	if cfg.Shards == 0 {
+		cfg.Shards = 1
+	}
+	if cfg.Slot < 0 || (cfg.Slot > 0 && cfg.Slot < time.Millisecond) {
+		panic(fmt.Sprintf("%s: Slot must be 0 (default) or >= 1ms (timers have millisecond resolution), got %v", prefix, cfg.Slot))
+	}
+	if cfg.Slot == 0 {
+		cfg.Slot = DefaultSlot
+	}
+	if cfg.GlobalQPS < 0 || cfg.DefaultCampaignQPS < 0 {
+		panic(fmt.Sprintf("%s: GlobalQPS and DefaultCampaignQPS must be >= 0, got %d and %d", prefix, cfg.GlobalQPS, cfg.DefaultCampaignQPS))
+	}
+	for c, q := range cfg.CampaignQPS {
+		if q < 0 {
+			panic(fmt.Sprintf("%s: CampaignQPS[%q] must be >= 0, got %d", prefix, c, q))
+		}
+	}
+	if cfg.CatchUp < 0 {
+		panic(fmt.Sprintf("%s: CatchUp must be >= 0, got %v", prefix, cfg.CatchUp))
+	}
+	if cfg.CatchUp == 0 {
+		cfg.CatchUp = DefaultCatchUpSlots * cfg.Slot
+	}
+	return cfg
+}
+
+// Paced releases PCollection<recipient.Batch> as PCollection<recipient.Batch>
+// no faster than cfg's rates, splitting batches where a slot's allocation
+// ends inside one. Every recipient comes out exactly once, in the global
+// window. Apply it to one lane (normal or bulk); realtime must not be paced.
+func Paced(s beam.Scope, batches beam.PCollection, cfg Config) beam.PCollection {
+	s = s.Scope("pace.Paced")
+	if cfg.Clock != nil {
+		panic("pace.Paced: Clock is for DoFn unit tests; a pipeline paces on the runner's processing-time clock")
+	}
+	cfg = cfg.withDefaults("pace.Paced")
+	global := beam.WindowInto(s, window.NewGlobalWindows(), batches)
+	keyed := beam.ParDo(s, &shardFn{Shards: cfg.Shards}, global)
+	return beam.ParDo(s, newFn(cfg), keyed)
+}
+
+// Shard returns the key Paced gives b among shards keys:
+// (fnv32a(request id) + seq) mod shards. Consecutive batches of a request go
+// to consecutive shards, deterministically (a replay keys the same way).
+func Shard(b recipient.Batch, shards int) int {
+	if shards <= 1 {
+		return 0
+	}
+	h := fnv.New32a()
+	h.Write([]byte(b.Request.Req.ID))
+	return int((uint64(h.Sum32()) + uint64(b.Seq)) % uint64(shards))
+}
+
+type shardFn struct {
+	Shards int
+}
+
+func (fn *shardFn) ProcessElement(b recipient.Batch, emit func(int, recipient.Batch)) {
+	emit(Shard(b, fn.Shards), b)
+}
+
+var (
+	releasedCount = beam.NewCounter("pushflow", "pace_released")
+	slotUsed      = beam.NewDistribution("pushflow", "pace_slot_used")     // recipients released per key per firing
+	backlogDist   = beam.NewDistribution("pushflow", "pace_backlog")       // recipients pending per key after a firing
+	timerLateMs   = beam.NewDistribution("pushflow", "pace_timer_late_ms") // firing time − slot boundary
+)
+
+// pendingBatch is a batch waiting in a key's bag, with its arrival number:
+// bag order is not guaranteed by every runner, so release order is by N.
+type pendingBatch struct {
+	N     int64
+	Batch recipient.Batch
+}
+
+// slotState is a key's pacing position.
+type slotState struct {
+	Epoch   int64 // unix ns of the start of slot 0 of the key's active period
+	Last    int64 // the last slot whose budget was released; -1 before any
+	TimerAt int64 // unix ns the timer is set for; 0 when no timer is set
+	NextN   int64 // arrival counter for pendingBatch.N
+}
+
+// paceFn is the stateful pacer over KV<shard int, recipient.Batch>.
+type paceFn struct {
+	Slot               time.Duration
+	CatchUpSlots       int64
+	Shards             int
+	GlobalQPS          int
+	CampaignQPS        map[string]int
+	DefaultCampaignQPS int
+
+	Pending state.Bag[pendingBatch]
+	Pos     state.Value[slotState]
+	Tick    timers.ProcessingTime
+
+	now       func() time.Time
+	global    rate
+	hasGlobal bool
+	campaign  map[string]rate // campaigns with a ceiling
+	def       rate
+	hasDef    bool
+}
+
+func newFn(cfg Config) *paceFn {
+	return &paceFn{
+		Slot:               cfg.Slot,
+		CatchUpSlots:       max(int64(cfg.CatchUp/cfg.Slot), 0),
+		Shards:             cfg.Shards,
+		GlobalQPS:          cfg.GlobalQPS,
+		CampaignQPS:        cfg.CampaignQPS,
+		DefaultCampaignQPS: cfg.DefaultCampaignQPS,
+		Pending:            state.MakeBagState[pendingBatch]("pending"),
+		Pos:                state.MakeValueState[slotState]("pos"),
+		Tick:               timers.InProcessingTime("slot"),
+		now:                cfg.Clock,
+	}
+}
+
+func (fn *paceFn) Setup() {
+	if fn.now == nil {
+		fn.now = time.Now
+	}
+	fn.global, fn.hasGlobal = newRate(fn.GlobalQPS, fn.Slot, fn.Shards)
+	fn.def, fn.hasDef = newRate(fn.DefaultCampaignQPS, fn.Slot, fn.Shards)
+	fn.campaign = map[string]rate{}
+	for c, q := range fn.CampaignQPS {
+		if r, ok := newRate(q, fn.Slot, fn.Shards); ok {
+			fn.campaign[c] = r
+		}
+	}
+}
+
+// campaignRate is c's per-shard ceiling, or ok=false when it has none.
+func (fn *paceFn) campaignRate(c string) (rate, bool) {
+	if q, named := fn.CampaignQPS[c]; named {
+		r, ok := fn.campaign[c]
+		return r, ok && q > 0
+	}
+	return fn.def, fn.hasDef
+}
+
+func (fn *paceFn) ProcessElement(sp state.Provider, tp timers.Provider, _ int, b recipient.Batch, emit func(recipient.Batch)) error {
+	if len(b.Recipients) == 0 {
+		emit(b) // nothing to pace
+		return nil
+	}
+	pos, ok, err := fn.Pos.Read(sp)
+	if err != nil {
+		return fmt.Errorf("pace: read position: %w", err)
+	}
+	if !ok {
+		pos = slotState{Last: -1}
+	}
+	if err := fn.Pending.Add(sp, pendingBatch{N: pos.NextN, Batch: b}); err != nil {
+		return fmt.Errorf("pace: add %s/%d: %w", b.Request.Req.ID, b.Seq, err)
+	}
+	pos.NextN++
+	if pos.TimerAt == 0 {
+		now := fn.now().Truncate(time.Millisecond).UnixNano()
+		next := pos.Epoch + (pos.Last+1)*int64(fn.Slot) // start of the first slot not released yet
+		if pos.Last < 0 || now >= next {
+			// Idle for at least a slot: start a new active period now, so
+			// an idle key does not save up budget for a burst.
+			pos.Epoch, pos.Last, next = now, -1, now
+		}
+		fn.Tick.Set(tp, time.Unix(0, next))
+		pos.TimerAt = next
+	}
+	if err := fn.Pos.Write(sp, pos); err != nil {
+		return fmt.Errorf("pace: write position: %w", err)
+	}
+	return nil
+}
+
+func (fn *paceFn) OnTimer(ctx context.Context, sp state.Provider, tp timers.Provider, _ int, timer timers.Context, emit func(recipient.Batch)) error {
+	if timer.Family != fn.Tick.Family {
+		return nil
+	}
+	pos, ok, err := fn.Pos.Read(sp)
+	if err != nil {
+		return fmt.Errorf("pace: read position: %w", err)
+	}
+	if !ok {
+		return nil // nothing was ever pending for this key
+	}
+	items, _, err := fn.Pending.Read(sp)
+	if err != nil {
+		return fmt.Errorf("pace: read pending: %w", err)
+	}
+	now := fn.now().UnixNano()
+	if pos.TimerAt != 0 {
+		timerLateMs.Update(ctx, (now-pos.TimerAt)/int64(time.Millisecond))
+	}
+	cur := floorDiv(now-pos.Epoch, int64(fn.Slot))
+	if cur <= pos.Last {
+		// The runner fired the timer a little before our clock reached
+		// the boundary (millisecond timers, or clock skew between the
+		// runner and the SDK harness): this firing is the next slot.
+		cur = pos.Last + 1
+	}
+	last := max(pos.Last, cur-1-fn.CatchUpSlots)
+
+	slices.SortFunc(items, func(a, b pendingBatch) int { return cmp.Compare(a.N, b.N) })
+	demand := map[string]int{}
+	for _, it := range items {
+		demand[it.Batch.Request.Req.Campaign] += len(it.Batch.Recipients)
+	}
+	budget := unlimited
+	if fn.hasGlobal {
+		budget = fn.global.between(last, cur)
+	}
+	ceiling := map[string]int{}
+	for c := range demand {
+		if r, ok := fn.campaignRate(c); ok {
+			ceiling[c] = r.between(last, cur)
+		}
+	}
+	alloc := Allocate(budget, demand, ceiling, int(cur))
+
+	released, backlog := 0, 0
+	keep := items[:0]
+	for _, it := range items {
+		c := it.Batch.Request.Req.Campaign
+		rs := it.Batch.Recipients
+		take := min(alloc[c], len(rs))
+		alloc[c] -= take
+		released += take
+		switch take {
+		case len(rs):
+			emit(it.Batch)
+		case 0:
+			keep = append(keep, it)
+			backlog += len(rs)
+		default:
+			emit(it.Batch.With(rs[:take:take]))
+			it.Batch = it.Batch.With(rs[take:])
+			keep = append(keep, it)
+			backlog += len(rs) - take
+		}
+	}
+	if released > 0 {
+		if err := fn.Pending.Clear(sp); err != nil {
+			return fmt.Errorf("pace: clear pending: %w", err)
+		}
+		for _, it := range keep {
+			if err := fn.Pending.Add(sp, it); err != nil {
+				return fmt.Errorf("pace: keep %s/%d: %w", it.Batch.Request.Req.ID, it.Batch.Seq, err)
+			}
+		}
+	}
+	releasedCount.Inc(ctx, int64(released))
+	slotUsed.Update(ctx, int64(released))
+	backlogDist.Update(ctx, int64(backlog))
+
+	pos.Last = cur
+	pos.TimerAt = 0
+	if len(keep) > 0 {
+		pos.TimerAt = pos.Epoch + (cur+1)*int64(fn.Slot)
+		fn.Tick.Set(tp, time.Unix(0, pos.TimerAt))
+	}
+	if err := fn.Pos.Write(sp, pos); err != nil {
+		return fmt.Errorf("pace: write position: %w", err)
+	}
+	return nil
+}
+
+func floorDiv(a, b int64) int64 {
+	q := a / b
+	if (a%b != 0) && ((a < 0) != (b < 0)) {
+		q--
+	}
+	return q
+}
