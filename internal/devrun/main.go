@@ -61,7 +61,7 @@ func run(ctx context.Context, registryBin, dispatchBin, testdata, out, logLevel 
 	if err != nil {
 		return err
 	}
-	fmt.Printf("dev stack: kafka %s, redis %s, apns %s\n", st.Brokers[0], st.RedisAddr, st.APNsURL)
+	fmt.Printf("dev stack: kafka %s, redis %s, apns %s, fcm %s\n", st.Brokers[0], st.RedisAddr, st.APNsURL, st.FCMURL)
 	fmt.Printf("produced %d device events to %s and %d push requests to %s\n\n", nDev, pushflow.TopicDevices, nReq, pushflow.TopicRequests)
 
 	common := []string{"--kafka_brokers=" + strings.Join(st.Brokers, ","), "--redis_addr=" + st.RedisAddr, "--until=latest", "--log_level=" + logLevel}
@@ -72,6 +72,7 @@ func run(ctx context.Context, registryBin, dispatchBin, testdata, out, logLevel 
 	if err := child(ctx, "dispatch", dispatchBin, append(common,
 		"--apns_endpoint="+st.APNsURL, "--apns_ca_file="+st.APNsCAFile,
 		"--apns_key_file="+st.APNsKeyFile, "--apns_key_id="+st.APNsKeyID, "--apns_team_id="+st.APNsTeamID,
+		"--fcm_endpoint="+st.FCMURL, "--fcm_project_id="+st.FCMProjectID,
 		"--delivery_table="+table)...); err != nil {
 		return err
 	}
@@ -87,7 +88,7 @@ func run(ctx context.Context, registryBin, dispatchBin, testdata, out, logLevel 
 	dead := len(deadLetters)
 	fmt.Printf("\n== pushflow dev run ==\n")
 	fmt.Printf("push requests produced:   %d\n", nReq)
-	fmt.Printf("notifications accepted by the APNs test server: %d\n", st.APNs.Count())
+	fmt.Printf("notifications accepted by the APNs test server: %d, by the FCM test server: %d\n", st.APNs.Count(), st.FCM.Count())
 	fmt.Printf("dead letters on %s: %d (device events and requests that failed to decode or validate)\n", pushflow.TopicDeadLetter, dead)
 	fmt.Printf("delivery table: %s\n%s", table, sum)
 	fmt.Printf("\nquery it: go run ./connectors/tableio/cmd/pushflow-query --table %s \"SELECT request_id, user_id, device_id, stage, outcome, reason FROM deliveries ORDER BY request_id, user_id\"\n", table)

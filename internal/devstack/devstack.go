@@ -1,7 +1,7 @@
 // Package devstack runs pushflow's embedded development stack in-process: a
 // Kafka-protocol broker (franz-go's kfake), a Redis-protocol store
-// (miniredis), and an APNs-protocol HTTP/2 TLS server (apnsiotest) with a
-// freshly generated token key. `make run` and pipeline tests use it so that a
+// (miniredis), an APNs-protocol HTTP/2 TLS server (apnsiotest) with a
+// freshly generated token key, and an FCM HTTP v1 server (fcmiotest). `make run` and pipeline tests use it so that a
 // fresh machine needs nothing installed; production points the pipelines'
 // flags at real Kafka, Redis and Apple instead.
 package devstack
@@ -20,6 +20,7 @@ import (
 
 	"github.com/pushflow/pushflow"
 	"github.com/pushflow/pushflow/connectors/apnsio/apnsiotest"
+	"github.com/pushflow/pushflow/connectors/fcmio/fcmiotest"
 )
 
 // Options configure Start. The zero value is usable.
@@ -50,6 +51,10 @@ type Stack struct {
 	APNsKeyID   string
 	APNsTeamID  string
 
+	FCM          *fcmiotest.Server
+	FCMURL       string
+	FCMProjectID string
+
 	Kafka *kfake.Cluster
 	Redis *miniredis.Miniredis // nil when Options.RedisAddr was given
 
@@ -59,6 +64,9 @@ type Stack struct {
 
 // TeamID is the APNs team the dev stack's token key belongs to.
 const TeamID = "PUSHFLOW01"
+
+// FCMProjectID is the Firebase project the dev stack's FCM server serves.
+const FCMProjectID = "pushflow-dev"
 
 // Topics seeded on the embedded broker.
 var Topics = []string{
@@ -122,7 +130,11 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 	if err := st.APNs.WriteCAFile(st.APNsCAFile); err != nil {
 		return nil, fmt.Errorf("devstack: %w", err)
 	}
-	slog.InfoContext(ctx, "dev stack started", "kafka", strings.Join(st.Brokers, ","), "redis", st.RedisAddr, "apns", st.APNsURL)
+	if st.FCM, err = fcmiotest.NewServer(); err != nil {
+		return nil, fmt.Errorf("devstack: start fcm server: %w", err)
+	}
+	st.FCMURL, st.FCMProjectID = st.FCM.URL(), FCMProjectID
+	slog.InfoContext(ctx, "dev stack started", "kafka", strings.Join(st.Brokers, ","), "redis", st.RedisAddr, "apns", st.APNsURL, "fcm", st.FCMURL)
 	return st, nil
 }
 
@@ -134,6 +146,9 @@ func (st *Stack) Close() error {
 	var errs []error
 	if st.APNs != nil {
 		st.APNs.Close()
+	}
+	if st.FCM != nil {
+		st.FCM.Close()
 	}
 	if st.Redis != nil {
 		st.Redis.Close()

@@ -6,6 +6,7 @@ import (
 	"github.com/apache/beam/sdks/v2/go/pkg/beam"
 
 	"github.com/pushflow/pushflow/connectors/apnsio"
+	"github.com/pushflow/pushflow/connectors/fcmio"
 	"github.com/pushflow/pushflow/connectors/kafkaio"
 	"github.com/pushflow/pushflow/connectors/tableio"
 	"github.com/pushflow/pushflow/internal/options"
@@ -23,8 +24,8 @@ import (
 type Config struct {
 	options.Common
 	APNs          apnsio.Config
-	FCMEndpoint   string
-	DeliveryTable string // "" = no table, only the deliveries topic
+	FCM           fcmio.Config // used when FCM.ProjectID or FCM.CredentialsFile is set
+	DeliveryTable string       // "" = no table, only the deliveries topic
 	BatchSize     int
 	// RealtimeTopic, when set, is read by its own Kafka reader; realtime
 	// requests on the main topic still take the realtime lane.
@@ -48,6 +49,11 @@ func (c *Config) Validate() error {
 	}
 	if err := c.APNs.Validate(); err != nil {
 		return err
+	}
+	if c.FCMEnabled() {
+		if err := c.FCM.Validate(); err != nil {
+			return err
+		}
 	}
 	if c.DeliveryTable != "" {
 		if _, err := tableio.ParseTable(c.DeliveryTable); err != nil {
@@ -75,6 +81,19 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("--frequency_cap and --min_interest must be >= 0")
 	}
 	return nil
+}
+
+// FCMEnabled reports whether Android devices are sent through FCM.
+func (c *Config) FCMEnabled() bool { return c.FCM.ProjectID != "" || c.FCM.CredentialsFile != "" }
+
+// sendConfig is the sender configuration of one lane, with its own
+// in-flight budget per provider (0 keeps the connector's default).
+func (c *Config) sendConfig(concurrency int) send.Config {
+	sc := send.Config{RedisAddr: c.RedisAddr, APNs: c.APNs, FCM: c.FCM, FCMEnabled: c.FCMEnabled()}
+	if concurrency > 0 {
+		sc.APNs.Concurrency, sc.FCM.Concurrency = concurrency, concurrency
+	}
+	return sc
 }
 
 // Outputs are the graph's terminal collections, for tests.
@@ -122,14 +141,12 @@ func Build(s beam.Scope, cfg Config) Outputs {
 		deliveries = append(deliveries, rtInvalid)
 	}
 
-	rtSend := send.Config{RedisAddr: cfg.RedisAddr, APNs: cfg.APNs}
-	rtSend.APNs.Concurrency = cfg.RealtimeConcurrency
-	rtEvents, rtDead := lane(s.Scope("realtime"), cfg, realtime, rtSend, nil)
+	rtEvents, rtDead := lane(s.Scope("realtime"), cfg, realtime, cfg.sendConfig(cfg.RealtimeConcurrency), nil)
 	var pacer func(beam.Scope, beam.PCollection) beam.PCollection
 	if Paced(cfg.Pace) {
 		pacer = func(s beam.Scope, b beam.PCollection) beam.PCollection { return pace.Paced(s, b, cfg.Pace) }
 	}
-	pacedEvents, pacedDead := lane(s.Scope("paced"), cfg, beam.Reshuffle(s, paced), send.Config{RedisAddr: cfg.RedisAddr, APNs: cfg.APNs}, pacer)
+	pacedEvents, pacedDead := lane(s.Scope("paced"), cfg, beam.Reshuffle(s, paced), cfg.sendConfig(0), pacer)
 	deliveries = append(deliveries, rtEvents, pacedEvents)
 	deads = append(deads, rtDead, pacedDead)
 

@@ -13,10 +13,10 @@ import (
 
 	"github.com/apache/beam/sdks/v2/go/pkg/beam"
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/testing/ptest"
-	"github.com/google/go-cmp/cmp"
 
 	"github.com/pushflow/pushflow"
 	"github.com/pushflow/pushflow/connectors/apnsio"
+	"github.com/pushflow/pushflow/connectors/fcmio"
 	"github.com/pushflow/pushflow/connectors/redisio/redistest"
 	"github.com/pushflow/pushflow/connectors/tableio"
 	"github.com/pushflow/pushflow/internal/devstack"
@@ -25,11 +25,6 @@ import (
 )
 
 func TestMain(m *testing.M) { ptest.Main(m) }
-
-// outcome is what the test expects for one (request, user, device).
-type outcome struct {
-	Stage, Outcome, Reason string
-}
 
 // TestDispatchTestdata runs dispatch on Prism over testdata/ against a real
 // redis-server, the Kafka-protocol broker and the APNs test server, and
@@ -78,6 +73,7 @@ func runTestdata(t *testing.T, mutate func(*Config)) {
 			RedisAddr: st.RedisAddr, Until: "latest", Group: "dispatch-test", Start: "earliest", LogLevel: "warn",
 		},
 		APNs:                apnsio.Config{Endpoint: st.APNsURL, CAFile: st.APNsCAFile, KeyFile: st.APNsKeyFile, KeyID: st.APNsKeyID, TeamID: st.APNsTeamID},
+		FCM:                 fcmio.Config{Endpoint: st.FCMURL, ProjectID: st.FCMProjectID},
 		DeliveryTable:       "file://" + table,
 		BatchSize:           2, // several batches per request
 		RealtimeConcurrency: 8,
@@ -121,82 +117,7 @@ func runTestdata(t *testing.T, mutate func(*Config)) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got := map[string][]outcome{}
-	for _, ev := range events {
-		k := ev.RequestID + "/" + ev.UserID + "/" + ev.DeviceID
-		o := outcome{ev.Stage, ev.Outcome, ev.Reason}
-		if strings.HasPrefix(ev.RequestID, "bad-") {
-			o.Reason = "" // checked verbatim on the dead letters below
-		}
-		got[k] = append(got[k], o)
-		if ev.Outcome == pushflow.OutcomeSent && (ev.ProviderID == "" || ev.Attempts < 1) {
-			t.Errorf("sent event %s has provider_id %q attempts %d, want an apns-id and >= 1", k, ev.ProviderID, ev.Attempts)
-		}
-	}
-	for _, os := range got {
-		sort.Slice(os, func(i, j int) bool { return fmt.Sprint(os[i]) < fmt.Sprint(os[j]) })
-	}
-	sent := []outcome{{"send", "sent", ""}}
-	want := map[string][]outcome{
-		"r-1/u1/d1": sent, "r-1/u1/d2": sent, "r-1/u2/d3": sent,
-		"r-1/u3/":   {{"filter", "dropped", "quiet_hours"}},
-		"r-1/u4/d5": {{"send", "failed", "no_provider"}},
-		"r-1/u5/d6": {{"send", "failed", "Unregistered"}},
-		"r-1/u6/":   {{"enrich", "dropped", "no_device"}},
-		"r-1/u9/":   {{"enrich", "dropped", "no_device"}},
-		// realtime: quiet hours do not apply; churned users are excluded by the expression
-		"r-2/u1/d1": sent, "r-2/u1/d2": sent, "r-2/u2/d3": sent,
-		"r-2/u4/d5": {{"send", "failed", "no_provider"}},
-		// r-3 was submitted twice (same key, so in order): the second copy is a duplicate
-		"r-3/u2/d3": {{"send", "dropped", "duplicate"}, {"send", "sent", ""}},
-		"r-3//d404": {{"expand", "dropped", "no_device"}},
-		"r-4/u8/d9": sent,
-		"r-4//":     {{"expand", "dropped", "no_device"}}, // the phone number u8 replaced
-		"r-5/u2/":   {{"filter", "dropped", "opt_out"}},
-		"r-5/u7/d8": sent,
-		"r-6/u1/d1": sent, "r-6/u1/d2": sent, "r-6/u2/d3": sent,
-		"r-6/u3/":   {{"filter", "dropped", "quiet_hours"}},
-		"r-6/u4/d5": {{"send", "failed", "no_provider"}},
-		"r-6/u7/d8": sent, "r-6/u8/d9": sent,
-		"r-7/u7/d8": sent, "r-7/u8/d9": sent,
-		"r-8//":   {{"expand", "dropped", "unknown_app"}},
-		"bad-1//": {{"validate", "dropped", ""}},
-		"bad-2//": {{"validate", "dropped", ""}},
-		"bad-3//": {{"validate", "dropped", ""}},
-	}
-	// Order-dependent: r-1 and r-6 run concurrently, so u5's token may already
-	// be removed by r-1's 410 cleanup when r-6 reaches u5.
-	if _, ok := got["r-6/u5/d6"]; ok {
-		want["r-6/u5/d6"] = []outcome{{"send", "failed", "Unregistered"}}
-	} else {
-		want["r-6/u5/"] = []outcome{{"enrich", "dropped", "no_device"}}
-	}
-	// u6's only device was unregistered; whether the broadcast still lists
-	// u6 depends on the registry keeping device-less users in the app set.
-	if _, ok := got["r-6/u6/"]; ok {
-		want["r-6/u6/"] = []outcome{{"enrich", "dropped", "no_device"}}
-	}
-	if diff := cmp.Diff(want, got); diff != "" {
-		t.Errorf("delivery events (-want +got):\n%s", diff)
-	}
-
-	// The APNs server accepted exactly the sent notifications, and was asked
-	// nothing else but the tokens it answered 410 for.
-	var nSent, nUnregistered int64
-	for _, ev := range events {
-		switch {
-		case ev.Outcome == pushflow.OutcomeSent:
-			nSent++
-		case ev.Reason == "Unregistered":
-			nUnregistered++
-		}
-	}
-	if got := st.APNs.Count(); got != nSent {
-		t.Errorf("APNs server accepted %d notifications, want %d (the sent events)", got, nSent)
-	}
-	if got, want := st.APNs.Requests(), nSent+nUnregistered; got != want {
-		t.Errorf("APNs server received %d requests, want %d (sent + Unregistered events)", got, want)
-	}
+	devstack.CheckTestdata(t, st, events)
 
 	// Dead letters carry the raw bytes and the precise reason.
 	dead := readTopic(t, st.Brokers, pushflow.TopicDeadLetter)

@@ -41,7 +41,10 @@ func main() {
 	fs.StringVar(&cfg.APNs.TeamID, "apns_team_id", "", "Apple developer team id")
 	fs.StringVar(&cfg.APNs.CertFile, "apns_cert_file", "", "APNs certificate auth: .p12 or PEM (cert+key) file, instead of token auth")
 	fs.IntVar(&cfg.APNs.Concurrency, "apns_concurrency", 64, "in-flight APNs requests per worker; keep below the server's HTTP/2 stream limit")
-	fs.StringVar(&cfg.FCMEndpoint, "fcm_endpoint", "", "FCM HTTP v1 endpoint (FCM sending is not in this build: android devices fail with reason no_provider)")
+	fs.StringVar(&cfg.FCM.Endpoint, "fcm_endpoint", "", "FCM base URL (default Google's https://fcm.googleapis.com; an http:// loopback URL for a test server)")
+	fs.StringVar(&cfg.FCM.ProjectID, "fcm_project_id", "", "Firebase project to send Android notifications through; default: the credentials file's project_id. Without it and --fcm_credentials_file, Android devices fail with reason no_provider")
+	fs.StringVar(&cfg.FCM.CredentialsFile, "fcm_credentials_file", "", "FCM service-account JSON key file (never logged); without it and with --fcm_endpoint set, requests are unauthenticated (test servers)")
+	fs.IntVar(&cfg.FCM.Concurrency, "fcm_concurrency", 64, "in-flight FCM requests per worker")
 	fs.StringVar(&cfg.DeliveryTable, "delivery_table", "", "delivery table: file:///dir (Parquet partitioned by day) or bq://project.dataset.table; empty: deliveries topic only")
 	fs.StringVar(&cfg.RealtimeTopic, "realtime_topic", "", "optional topic of realtime requests, read by its own reader so they never queue behind a bulk backlog on --requests_topic")
 	fs.IntVar(&cfg.RealtimeConcurrency, "realtime_concurrency", 32, "the realtime lane's own in-flight APNs requests per worker")
@@ -81,7 +84,7 @@ func main() {
 		fmt.Fprintf(os.Stderr, "dispatch: %v\n", err)
 		os.Exit(2)
 	}
-	slog.Info("dispatch: starting", "brokers", cfg.KafkaBrokers, "requests_topic", cfg.RequestsTopic, "redis", cfg.RedisAddr, "apns", cfg.APNs, "delivery_table", cfg.DeliveryTable, "until", cfg.Until)
+	slog.Info("dispatch: starting", "brokers", cfg.KafkaBrokers, "requests_topic", cfg.RequestsTopic, "redis", cfg.RedisAddr, "apns", cfg.APNs, "fcm", cfg.FCM, "delivery_table", cfg.DeliveryTable, "until", cfg.Until)
 	p, s := beam.NewPipelineWithRoot()
 	Build(s, cfg)
 	start := time.Now()
@@ -110,6 +113,7 @@ func startDev(ctx context.Context, cfg *Config, dir string) (*devstack.Stack, er
 	cfg.Until = "latest"
 	cfg.APNs.Endpoint, cfg.APNs.CAFile = st.APNsURL, st.APNsCAFile
 	cfg.APNs.KeyFile, cfg.APNs.KeyID, cfg.APNs.TeamID, cfg.APNs.CertFile = st.APNsKeyFile, st.APNsKeyID, st.APNsTeamID, ""
+	cfg.FCM.Endpoint, cfg.FCM.ProjectID, cfg.FCM.CredentialsFile = st.FCMURL, st.FCMProjectID, ""
 	if cfg.DeliveryTable == "" {
 		// Outlives the stack so the table can be queried after the run.
 		dir := filepath.Join(os.TempDir(), "pushflow-dev", "deliveries")

@@ -1,9 +1,9 @@
 // Package send delivers batches of enriched recipients to the push providers
 // and turns every device into exactly one DeliveryEvent: sent (with the
 // provider's id), failed (with the provider's reason) or dropped (expired,
-// duplicate). iOS devices go to APNs through apnsio; Android devices need
-// the FCM sender, which is not in this build: they fail with reason
-// "no_provider" rather than disappear.
+// duplicate). iOS devices go to APNs through apnsio, Android devices to FCM
+// (HTTP v1) through fcmio; when no FCM project is configured, Android
+// devices fail with reason "no_provider" rather than disappear.
 //
 // Each (request, device) pair is claimed in Redis before it is sent. A
 // claim by the same Kafka record means this is a replay after a failure and
@@ -16,6 +16,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/apache/beam/sdks/v2/go/pkg/beam"
@@ -24,6 +25,7 @@ import (
 
 	"github.com/pushflow/pushflow"
 	"github.com/pushflow/pushflow/connectors/apnsio"
+	"github.com/pushflow/pushflow/connectors/fcmio"
 	"github.com/pushflow/pushflow/connectors/redisio"
 	"github.com/pushflow/pushflow/transforms/recipient"
 )
@@ -36,6 +38,10 @@ func init() {
 type Config struct {
 	RedisAddr string
 	APNs      apnsio.Config
+	// FCM is used when FCMEnabled; otherwise Android devices fail with
+	// "no_provider".
+	FCM        fcmio.Config
+	FCMEnabled bool
 }
 
 // Notifications sends PCollection<recipient.Batch> (devices with tokens) and
@@ -47,6 +53,11 @@ func Notifications(s beam.Scope, batches beam.PCollection, cfg Config) beam.PCol
 	}
 	if err := cfg.APNs.Validate(); err != nil {
 		panic(fmt.Sprintf("send.Notifications: %v", err))
+	}
+	if cfg.FCMEnabled {
+		if err := cfg.FCM.Validate(); err != nil {
+			panic(fmt.Sprintf("send.Notifications: %v", err))
+		}
 	}
 	return beam.ParDo(s, &sendFn{Cfg: cfg}, batches)
 }
@@ -66,6 +77,7 @@ type sendFn struct {
 	client redis.UniversalClient
 	reg    *redisio.Registry
 	apns   *apnsio.Client
+	fcm    *fcmio.Client
 }
 
 func (fn *sendFn) Setup() error {
@@ -75,12 +87,20 @@ func (fn *sendFn) Setup() error {
 	if fn.apns, err = apnsio.NewClient(fn.Cfg.APNs); err != nil {
 		return fmt.Errorf("send: %w", err)
 	}
+	if fn.Cfg.FCMEnabled {
+		if fn.fcm, err = fcmio.NewClient(context.Background(), fn.Cfg.FCM); err != nil {
+			return fmt.Errorf("send: %w", err)
+		}
+	}
 	return nil
 }
 
 func (fn *sendFn) Teardown() {
 	if fn.apns != nil {
 		fn.apns.Close()
+	}
+	if fn.fcm != nil {
+		fn.fcm.Close()
 	}
 	if fn.client != nil {
 		fn.client.Close()
@@ -118,63 +138,105 @@ func (fn *sendFn) ProcessElement(ctx context.Context, b recipient.Batch, emit fu
 		return fmt.Errorf("send: %s: %w", req.Req.ID, err)
 	}
 
-	var ios []recipient.Recipient
-	var msgs []apnsio.Message
+	var ios, android []recipient.Recipient
+	var apnsMsgs []apnsio.Message
+	var fcmMsgs []fcmio.Message
 	var expiration time.Time
+	var ttl time.Duration
 	if req.Req.TTLSeconds > 0 {
-		expiration = req.RequestTime().Add(time.Duration(req.Req.TTLSeconds) * time.Second)
+		ttl = time.Duration(req.Req.TTLSeconds) * time.Second
+		expiration = req.RequestTime().Add(ttl)
 	}
 	for i, r := range b.Recipients {
 		if owners[i] != req.Source.String() {
 			drop(r, pushflow.ReasonDuplicate)
 			continue
 		}
-		switch r.Platform {
-		case pushflow.PlatformIOS:
+		switch {
+		case r.Platform == pushflow.PlatformIOS:
 			topic := r.Topic
 			if topic == "" {
 				topic = req.Req.App
 			}
 			ios = append(ios, r)
-			msgs = append(msgs, apnsio.Message{
+			apnsMsgs = append(apnsMsgs, apnsio.Message{
 				Token:        r.Token,
 				Topic:        topic,
 				Notification: req.Req.Notification,
 				Priority:     req.Req.Priority,
 				Expiration:   expiration,
 			})
+		case r.Platform == pushflow.PlatformAndroid && fn.fcm != nil:
+			android = append(android, r)
+			// The remaining TTL, so a message that waited in a bulk lane
+			// does not outlive its request.
+			var remaining time.Duration
+			if ttl > 0 {
+				remaining = max(time.Until(expiration), time.Second)
+			}
+			fcmMsgs = append(fcmMsgs, fcmio.Message{
+				Token:        r.Token,
+				Notification: req.Req.Notification,
+				Priority:     req.Req.Priority,
+				TTL:          remaining,
+			})
 		default:
 			failedCount.Inc(ctx, 1)
 			emit(b.Event(now, r, pushflow.StageSend, pushflow.OutcomeFailed, pushflow.ReasonNoProvider))
 		}
 	}
-	if len(msgs) == 0 {
-		return nil
+
+	// Both providers at once: a batch takes as long as its slower half.
+	var apnsResults []apnsio.Result
+	var fcmResults []fcmio.Result
+	var wg sync.WaitGroup
+	if len(apnsMsgs) > 0 {
+		wg.Go(func() { apnsResults = fn.apns.Send(ctx, apnsMsgs) })
 	}
-	results := fn.apns.Send(ctx, msgs)
+	if len(fcmMsgs) > 0 {
+		wg.Go(func() { fcmResults = fn.fcm.Send(ctx, fcmMsgs) })
+	}
+	wg.Wait()
 	done := time.Now()
-	for i, res := range results {
-		r := ios[i]
-		ev := b.Event(done, r, pushflow.StageSend, res.Outcome, res.Reason)
-		ev.ProviderID, ev.Attempts = res.ApnsID, res.Attempts
-		sendLatency.Update(ctx, res.Latency.Milliseconds())
-		requestAge.Update(ctx, ev.LatencyMs)
-		if res.Outcome == pushflow.OutcomeSent {
-			sentCount.Inc(ctx, 1)
-		} else {
-			failedCount.Inc(ctx, 1)
-		}
-		if res.Unregistered {
-			removed, err := fn.reg.RemoveToken(ctx, req.Req.App, r.DeviceID, r.Token)
-			if err != nil {
-				// The event is still right; the next send will find the token
-				// gone again and retry the cleanup.
-				slog.WarnContext(ctx, "send: token cleanup failed", "app", req.Req.App, "device", r.DeviceID, "err", err)
-			} else if removed {
-				tokensRemoved.Inc(ctx, 1)
-			}
-		}
-		emit(ev)
+	for i, res := range apnsResults {
+		fn.record(ctx, b, ios[i], done, outcome{res.Outcome, res.Reason, res.ApnsID, res.Attempts, res.Latency, res.Unregistered}, emit)
+	}
+	for i, res := range fcmResults {
+		fn.record(ctx, b, android[i], done, outcome{res.Outcome, res.Reason, res.MessageID, res.Attempts, res.Latency, res.Unregistered}, emit)
 	}
 	return nil
+}
+
+// outcome is a provider's answer for one device.
+type outcome struct {
+	outcome, reason, providerID string
+	attempts                    int
+	latency                     time.Duration
+	unregistered                bool
+}
+
+// record emits the DeliveryEvent of one sent device, and removes a token the
+// provider says is no longer registered.
+func (fn *sendFn) record(ctx context.Context, b recipient.Batch, r recipient.Recipient, done time.Time, o outcome, emit func(pushflow.DeliveryEvent)) {
+	app := b.Request.Req.App
+	ev := b.Event(done, r, pushflow.StageSend, o.outcome, o.reason)
+	ev.ProviderID, ev.Attempts = o.providerID, o.attempts
+	sendLatency.Update(ctx, o.latency.Milliseconds())
+	requestAge.Update(ctx, ev.LatencyMs)
+	if o.outcome == pushflow.OutcomeSent {
+		sentCount.Inc(ctx, 1)
+	} else {
+		failedCount.Inc(ctx, 1)
+	}
+	if o.unregistered {
+		removed, err := fn.reg.RemoveToken(ctx, app, r.DeviceID, r.Token)
+		if err != nil {
+			// The event is still right; the next send will find the token
+			// gone again and retry the cleanup.
+			slog.WarnContext(ctx, "send: token cleanup failed", "app", app, "device", r.DeviceID, "err", err)
+		} else if removed {
+			tokensRemoved.Inc(ctx, 1)
+		}
+	}
+	emit(ev)
 }

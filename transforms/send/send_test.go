@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -15,6 +16,8 @@ import (
 	"github.com/pushflow/pushflow"
 	"github.com/pushflow/pushflow/connectors/apnsio"
 	"github.com/pushflow/pushflow/connectors/apnsio/apnsiotest"
+	"github.com/pushflow/pushflow/connectors/fcmio"
+	"github.com/pushflow/pushflow/connectors/fcmio/fcmiotest"
 	"github.com/pushflow/pushflow/connectors/redisio"
 	"github.com/pushflow/pushflow/connectors/redisio/redistest"
 	"github.com/pushflow/pushflow/transforms/recipient"
@@ -417,5 +420,62 @@ func TestExpired(t *testing.T) {
 		if got := Expired(r, now); got != tt.want {
 			t.Errorf("Expired(ttl %d, received %v, created %v) = %v, want %v", tt.ttl, tt.received, tt.created, got, tt.want)
 		}
+	}
+}
+
+// TestSendFnFCM sends Android devices through FCM: sent with the message
+// name, and UNREGISTERED removes the token, while iOS devices of the same
+// batch go to APNs.
+func TestSendFnFCM(t *testing.T) {
+	live, gone := fcmiotest.Token(1), fcmiotest.Token(2)
+	f := newFixture(t,
+		pushflow.DeviceEvent{V: 1, Op: pushflow.OpRegister, App: app, UserID: "u4", DeviceID: "d5", Platform: pushflow.PlatformAndroid, Token: live},
+		pushflow.DeviceEvent{V: 1, Op: pushflow.OpRegister, App: app, UserID: "u5", DeviceID: "d6", Platform: pushflow.PlatformAndroid, Token: gone},
+	)
+	fcm, err := fcmiotest.NewServer()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(fcm.Close)
+	fcm.Unregister(gone)
+	f.fn.Teardown()
+	f.fn.Cfg.FCMEnabled = true
+	f.fn.Cfg.FCM = fcmio.Config{Endpoint: fcm.URL(), ProjectID: "test-project", BaseBackoff: time.Millisecond, MaxBackoff: 5 * time.Millisecond}
+	if err := f.fn.Setup(); err != nil {
+		t.Fatalf("Setup() = %v", err)
+	}
+
+	a := recipient.Recipient{UserID: "u4", DeviceID: "d5", Platform: pushflow.PlatformAndroid, Token: live}
+	g := recipient.Recipient{UserID: "u5", DeviceID: "d6", Platform: pushflow.PlatformAndroid, Token: gone}
+	b := batch("r-fcm", 21, a, g, ios("u1", "d1", 1))
+	got := f.run(t, b)
+	want := []pushflow.DeliveryEvent{
+		event(b, ios("u1", "d1", 1), pushflow.OutcomeSent, ""),
+		event(b, a, pushflow.OutcomeSent, ""),
+		event(b, g, pushflow.OutcomeFailed, "UNREGISTERED"),
+	}
+	if diff := cmp.Diff(want, got, opts); diff != "" {
+		t.Errorf("send(fcm) mismatch (-want +got):\n%s", diff)
+	}
+	for _, ev := range got {
+		if ev.DeviceID == "d5" && !strings.HasPrefix(ev.ProviderID, "projects/test-project/messages/") {
+			t.Errorf("FCM sent event provider id = %q, want the FCM message name", ev.ProviderID)
+		}
+	}
+	if fcm.Count() != 1 || fcm.CountByToken(live) != 1 {
+		t.Errorf("FCM server accepted %d (live token %d), want 1 and 1", fcm.Count(), fcm.CountByToken(live))
+	}
+	if f.srv.Count() != 1 {
+		t.Errorf("APNs server accepted %d, want 1 (android never reaches APNs)", f.srv.Count())
+	}
+	devs, err := f.reg.Devices(context.Background(), app, []string{"d5", "d6"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := devs["d6"]; ok {
+		t.Errorf("d6 still registered after UNREGISTERED, want its token removed")
+	}
+	if _, ok := devs["d5"]; !ok {
+		t.Errorf("d5 removed, want it kept")
 	}
 }
