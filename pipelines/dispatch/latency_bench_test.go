@@ -1,0 +1,244 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/IBM/sarama"
+	"github.com/apache/beam/sdks/v2/go/pkg/beam"
+	"github.com/apache/beam/sdks/v2/go/pkg/beam/x/beamx"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/pushflow/pushflow"
+	"github.com/pushflow/pushflow/connectors/apnsio"
+	"github.com/pushflow/pushflow/connectors/apnsio/apnsiotest"
+	"github.com/pushflow/pushflow/connectors/kafkaio"
+	"github.com/pushflow/pushflow/connectors/redisio"
+	"github.com/pushflow/pushflow/connectors/redisio/redistest"
+	"github.com/pushflow/pushflow/internal/devstack"
+	"github.com/pushflow/pushflow/internal/options"
+	"github.com/pushflow/pushflow/transforms/pace"
+)
+
+// BenchmarkRealtimeLatencyUnderBulkBacklog measures, in one streaming run
+// of dispatch on Prism, the request→send latency of realtime requests
+// (created_at to the provider's answer, as recorded in each DeliveryEvent):
+//
+//   - idle: realtime requests on an otherwise idle pipeline;
+//   - backlog: the same while a bulk broadcast to PUSHFLOW_BENCH_BACKLOG
+//     users (default 1,000,000) drains through the paced lane at
+//     PUSHFLOW_BENCH_BULK_QPS (default 4000/s);
+//
+// and reports p50/p99 of both and the ratio backlog_p99/idle_p99 (issue
+// goal ≤ 1.5). Realtime requests go to the same topic as the bulk request
+// unless PUSHFLOW_BENCH_REALTIME_TOPIC=1.
+func BenchmarkRealtimeLatencyUnderBulkBacklog(b *testing.B) {
+	backlog := envInt("PUSHFLOW_BENCH_BACKLOG", 1_000_000)
+	bulkQPS := envInt("PUSHFLOW_BENCH_BULK_QPS", 4000)
+	const rtUsers, perPhase, every = 50, 100, 50 * time.Millisecond
+	ctx := context.Background()
+	st, err := devstack.Start(ctx, devstack.Options{RedisAddr: redistest.Start(b), APNsOptions: []apnsiotest.Option{apnsiotest.WithRecordLimit(0)}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer st.Close()
+	const app = "com.example.live"
+	registerUsers(b, st.RedisAddr, app, "b", backlog, 0)
+	registerUsers(b, st.RedisAddr, app, "rt", rtUsers, backlog)
+
+	realtimeTopic := ""
+	if envInt("PUSHFLOW_BENCH_REALTIME_TOPIC", 0) == 1 {
+		realtimeTopic = "bench.realtime"
+		if err := devstack.CreateTopic(st.Brokers, realtimeTopic, 1); err != nil {
+			b.Fatal(err)
+		}
+	}
+	cfg := Config{
+		Common: options.Common{
+			KafkaBrokers: st.Brokers[0], RequestsTopic: pushflow.TopicRequests, DevicesTopic: pushflow.TopicDevices, ClicksTopic: pushflow.TopicClicks,
+			DeliveriesTopic: pushflow.TopicDeliveries, DeadLetterTopic: pushflow.TopicDeadLetter,
+			RedisAddr: st.RedisAddr, Group: "bench-latency", Start: "earliest", LogLevel: "warn",
+		},
+		APNs:                apnsio.Config{Endpoint: st.APNsURL, CAFile: st.APNsCAFile, KeyFile: st.APNsKeyFile, KeyID: st.APNsKeyID, TeamID: st.APNsTeamID},
+		BatchSize:           500,
+		RealtimeTopic:       realtimeTopic,
+		RealtimeConcurrency: 16,
+		Pace:                pace.Config{GlobalQPS: bulkQPS, Shards: 4},
+	}
+	if err := cfg.Validate(); err != nil {
+		b.Fatal(err)
+	}
+	rtTopic := cfg.RequestsTopic
+	if realtimeTopic != "" {
+		rtTopic = realtimeTopic
+	}
+
+	lat := newLatencies(b, st.Brokers)
+	defer lat.close()
+
+	for b.Loop() {
+		runCtx, cancel := context.WithCancel(ctx)
+		p, s := beam.NewPipelineWithRoot()
+		Build(s, cfg)
+		done := make(chan error, 1)
+		go func() { done <- beamx.Run(runCtx, p) }()
+
+		produce := func(phase string, n int) {
+			for i := range n {
+				req := fmt.Appendf(nil, `{"v":1,"id":"%s-%d","app":%q,"priority":"realtime","category":"live","target":{"users":["rt%d"]},"notification":{"title":"Goal!","body":"1-0"},"created_at":%q}`,
+					phase, i, app, i%rtUsers, time.Now().UTC().Format(time.RFC3339Nano))
+				if err := devstack.Produce(ctx, st.Brokers, rtTopic, pushflow.TopicRequests, [][]byte{req}); err != nil {
+					b.Fatal(err)
+				}
+				time.Sleep(every)
+			}
+		}
+		// Warm up: the pipeline is running once one realtime request is sent.
+		produce("warmup", 1)
+		lat.wait(b, "warmup-", 1, 2*time.Minute)
+
+		produce("idle", perPhase)
+		idle := lat.wait(b, "idle-", perPhase, time.Minute)
+
+		bulk := fmt.Appendf(nil, `{"v":1,"id":"broadcast","app":%q,"campaign":"season-pass","priority":"bulk","category":"marketing","target":{"broadcast":true},"notification":{"title":"Season pass","body":"20%% off"}}`, app)
+		if err := devstack.Produce(ctx, st.Brokers, cfg.RequestsTopic, pushflow.TopicRequests, [][]byte{bulk}); err != nil {
+			b.Fatal(err)
+		}
+		// Realtime traffic starts once the backlog is draining.
+		start := st.APNs.Count()
+		deadline := time.Now().Add(5 * time.Minute)
+		for st.APNs.Count() < start+int64(bulkQPS) {
+			if time.Now().After(deadline) {
+				b.Fatalf("the bulk backlog did not start draining within 5 minutes (%d sent)", st.APNs.Count()-start)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		drainFrom, drainStart := st.APNs.Count(), time.Now()
+		produce("backlog", perPhase)
+		underLoad := lat.wait(b, "backlog-", perPhase, 2*time.Minute)
+		drained := st.APNs.Count() - drainFrom
+		drainRate := float64(drained) / time.Since(drainStart).Seconds()
+		if remaining := int64(backlog) - (st.APNs.Count() - start); remaining <= 0 {
+			b.Logf("warning: the backlog finished draining before the last realtime request; raise PUSHFLOW_BENCH_BACKLOG")
+		} else {
+			b.Logf("bulk backlog still holding %d notifications when the last realtime request was sent", remaining)
+		}
+		cancel()
+		<-done
+
+		ip50, ip99 := percentile(idle, 50), percentile(idle, 99)
+		bp50, bp99 := percentile(underLoad, 50), percentile(underLoad, 99)
+		b.ReportMetric(float64(ip50), "idle_p50_ms")
+		b.ReportMetric(float64(ip99), "idle_p99_ms")
+		b.ReportMetric(float64(bp50), "backlog_p50_ms")
+		b.ReportMetric(float64(bp99), "backlog_p99_ms")
+		b.ReportMetric(float64(bp99)/float64(max(ip99, 1)), "p99_ratio")
+		b.ReportMetric(drainRate, "bulk_notif/s")
+		b.Logf("realtime request→send latency: idle p50 %d ms p99 %d ms; during a %d-user bulk broadcast paced at %d/s (measured %.0f/s): p50 %d ms p99 %d ms; p99 ratio %.2f (realtime topic: %v)",
+			ip50, ip99, backlog, bulkQPS, drainRate, bp50, bp99, float64(bp99)/float64(max(ip99, 1)), realtimeTopic != "")
+	}
+}
+
+// registerUsers registers n users prefix0..prefix{n-1}, one iOS device each,
+// with tokens numbered from tokenBase.
+func registerUsers(b *testing.B, redisAddr, app, prefix string, n, tokenBase int) {
+	b.Helper()
+	rc := redis.NewClient(&redis.Options{Addr: redisAddr})
+	defer rc.Close()
+	reg := redisio.New(rc)
+	evs := make([]pushflow.DeviceEvent, 0, 2000)
+	for i := range n {
+		evs = append(evs, pushflow.DeviceEvent{V: 1, Op: pushflow.OpRegister, App: app, UserID: fmt.Sprintf("%s%d", prefix, i),
+			DeviceID: fmt.Sprintf("%s-d%d", prefix, i), Platform: pushflow.PlatformIOS, Token: fmt.Sprintf("%064x", tokenBase+i+1)})
+		if len(evs) == cap(evs) || i == n-1 {
+			if err := reg.Apply(context.Background(), evs); err != nil {
+				b.Fatal(err)
+			}
+			evs = evs[:0]
+		}
+	}
+}
+
+// latencies follows push.deliveries and keeps the latency of every sent
+// event by request id.
+type latencies struct {
+	mu       sync.Mutex
+	byID     map[string]int64
+	consumer sarama.Consumer
+	pcs      []sarama.PartitionConsumer
+}
+
+func newLatencies(b *testing.B, brokers []string) *latencies {
+	c, err := sarama.NewConsumer(brokers, kafkaio.NewSaramaConfig("bench-latency"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	parts, err := c.Partitions(pushflow.TopicDeliveries)
+	if err != nil {
+		b.Fatal(err)
+	}
+	l := &latencies{byID: map[string]int64{}, consumer: c}
+	for _, p := range parts {
+		pc, err := c.ConsumePartition(pushflow.TopicDeliveries, p, sarama.OffsetNewest)
+		if err != nil {
+			b.Fatal(err)
+		}
+		l.pcs = append(l.pcs, pc)
+		go func() {
+			for m := range pc.Messages() {
+				var ev pushflow.DeliveryEvent
+				if json.Unmarshal(m.Value, &ev) != nil || ev.Outcome != pushflow.OutcomeSent || ev.Priority != pushflow.PriorityRealtime {
+					continue
+				}
+				l.mu.Lock()
+				l.byID[ev.RequestID] = ev.LatencyMs
+				l.mu.Unlock()
+			}
+		}()
+	}
+	return l
+}
+
+// wait returns the latencies of the n requests whose id starts with prefix,
+// once all are in.
+func (l *latencies) wait(b *testing.B, prefix string, n int, limit time.Duration) []int64 {
+	deadline := time.Now().Add(limit)
+	for {
+		var out []int64
+		l.mu.Lock()
+		for id, ms := range l.byID {
+			if strings.HasPrefix(id, prefix) {
+				out = append(out, ms)
+			}
+		}
+		l.mu.Unlock()
+		if len(out) >= n {
+			return out
+		}
+		if time.Now().After(deadline) {
+			b.Fatalf("%d of %d %s* requests delivered within %s", len(out), n, prefix, limit)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func (l *latencies) close() {
+	for _, pc := range l.pcs {
+		pc.AsyncClose()
+	}
+	l.consumer.Close()
+}
+
+// percentile is the nearest-rank percentile of xs.
+func percentile(xs []int64, p int) int64 {
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	i := (p*len(s)+99)/100 - 1
+	return s[max(i, 0)]
+}
