@@ -1,0 +1,223 @@
+package kafkaio
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/IBM/sarama"
+	"github.com/apache/beam/sdks/v2/go/pkg/beam"
+	"github.com/apache/beam/sdks/v2/go/pkg/beam/log"
+	"github.com/apache/beam/sdks/v2/go/pkg/beam/register"
+)
+
+func init() {
+	register.DoFn3x1[context.Context, Message, func(int), error](&writeFn{})
+	register.Function1x0(discardInt)
+	register.Emitter1[int]()
+}
+
+// Defaults of the WriteConfig tuning fields.
+const (
+	DefaultBatchSize    = 1000
+	DefaultRetryTimeout = 30 * time.Second
+)
+
+// WriteConfig configures [Write].
+type WriteConfig struct {
+	// Brokers are the bootstrap broker addresses (host:port). Required.
+	Brokers []string
+	// Topic is the topic of messages whose Message.Topic is empty. It may be
+	// empty only if every message names its topic.
+	Topic string
+	// ClientID is the Kafka client ID. Default "pushflow".
+	ClientID string
+	// BatchSize is the number of buffered messages that triggers a send
+	// before the end of the bundle. Default 1000.
+	BatchSize int
+	// RetryTimeout is how long a failed send is retried (the failed messages
+	// only, with exponential backoff, on a new producer) before the bundle
+	// fails. Errors that cannot go away (message too large, invalid topic,
+	// not authorized) fail it at once. Default 30s.
+	RetryTimeout time.Duration
+}
+
+// Write writes a PCollection<Message> to Kafka (see the package doc for the
+// producer settings and delivery semantics). It returns nothing: a bundle
+// succeeds only once Kafka acknowledged all its messages, and fails, to be
+// retried by the runner, otherwise. Write panics, with a "kafkaio.Write:"
+// prefix, on an invalid configuration.
+func Write(s beam.Scope, cfg WriteConfig, msgs beam.PCollection) {
+	s = s.Scope("kafkaio.Write")
+	if len(cfg.Brokers) == 0 {
+		panic("kafkaio.Write: invalid WriteConfig: no Brokers")
+	}
+	if cfg.BatchSize < 0 || cfg.RetryTimeout < 0 {
+		panic("kafkaio.Write: invalid WriteConfig: negative BatchSize or RetryTimeout")
+	}
+	if cfg.BatchSize == 0 {
+		cfg.BatchSize = DefaultBatchSize
+	}
+	if cfg.RetryTimeout == 0 {
+		cfg.RetryTimeout = DefaultRetryTimeout
+	}
+	out := beam.ParDo(s, &writeFn{
+		Brokers: cfg.Brokers, Topic: cfg.Topic, ClientID: cfg.ClientID,
+		BatchSize: cfg.BatchSize, RetryTimeout: cfg.RetryTimeout,
+	}, msgs)
+	// The write stage must have a consumed output: Prism busy-waits (one
+	// core) during every bundle of a stage without one. writeFn emits
+	// nothing; the reshuffle is the consumer (see Read).
+	beam.ParDo0(s, discardInt, beam.Reshuffle(s, out))
+}
+
+func discardInt(int) {}
+
+type writeFn struct {
+	Brokers      []string
+	Topic        string
+	ClientID     string
+	BatchSize    int
+	RetryTimeout time.Duration
+
+	producer sarama.SyncProducer // used under jan.busy
+	jan      janitor
+	buf      []*sarama.ProducerMessage
+	size     int64
+
+	written, bytes, errs beam.Counter
+}
+
+func (fn *writeFn) Setup() error {
+	fn.written = beam.NewCounter("kafkaio", "records_written")
+	fn.bytes = beam.NewCounter("kafkaio", "bytes_written")
+	fn.errs = beam.NewCounter("kafkaio", "write_errors")
+	return nil // the producer is made by the first send, which retries
+}
+
+func (fn *writeFn) connect() error {
+	if fn.producer != nil {
+		return nil
+	}
+	p, err := sarama.NewSyncProducer(fn.Brokers, NewSaramaConfig(fn.ClientID))
+	if err != nil {
+		return fmt.Errorf("kafkaio: producer for %v (are the brokers reachable?): %w", fn.Brokers, err)
+	}
+	fn.producer = p
+	return nil
+}
+
+// closeProducer is the janitor's close: it runs under jan.busy.
+func (fn *writeFn) closeProducer() {
+	if fn.producer != nil {
+		fn.producer.Close()
+		fn.producer = nil
+	}
+}
+
+func (fn *writeFn) StartBundle(context.Context, func(int)) {
+	fn.buf, fn.size = nil, 0
+}
+
+func (fn *writeFn) ProcessElement(ctx context.Context, m Message, _ func(int)) error {
+	topic := m.Topic
+	if topic == "" {
+		topic = fn.Topic
+	}
+	if topic == "" {
+		fn.errs.Inc(ctx, 1)
+		return errors.New("kafkaio: message without a topic, and WriteConfig.Topic is empty")
+	}
+	pm := &sarama.ProducerMessage{Topic: topic, Headers: toSaramaHeaders(m.Headers)}
+	if m.Key != nil {
+		pm.Key = sarama.ByteEncoder(m.Key)
+	}
+	if m.Value != nil {
+		pm.Value = sarama.ByteEncoder(m.Value)
+	}
+	fn.buf = append(fn.buf, pm)
+	fn.size += int64(len(m.Key) + len(m.Value))
+	if len(fn.buf) >= fn.BatchSize {
+		return fn.flush(ctx)
+	}
+	return nil
+}
+
+func (fn *writeFn) FinishBundle(ctx context.Context, _ func(int)) error {
+	return fn.flush(ctx)
+}
+
+func (fn *writeFn) flush(ctx context.Context) error {
+	if len(fn.buf) == 0 {
+		return nil
+	}
+	fn.jan.busy.Lock()
+	defer func() {
+		fn.jan.touch(fn.closeProducer)
+		fn.jan.busy.Unlock()
+	}()
+	n, size := len(fn.buf), fn.size
+	pending := fn.buf
+	fn.buf, fn.size = nil, 0
+	deadline := time.Now().Add(fn.RetryTimeout)
+	backoff := 100 * time.Millisecond
+	for {
+		err := fn.connect()
+		if err == nil {
+			if err = fn.producer.SendMessages(pending); err == nil {
+				fn.written.Inc(ctx, int64(n))
+				fn.bytes.Inc(ctx, size)
+				return nil
+			}
+			var perrs sarama.ProducerErrors
+			if errors.As(err, &perrs) && len(perrs) > 0 {
+				// Only the failed messages are sent again.
+				retry := make([]*sarama.ProducerMessage, 0, len(perrs))
+				for _, pe := range perrs {
+					if permanent(pe.Err) {
+						fn.errs.Inc(ctx, int64(len(perrs)))
+						return fmt.Errorf("kafkaio: write to %s: %w", pe.Msg.Topic, pe.Err)
+					}
+					retry = append(retry, &sarama.ProducerMessage{
+						Topic: pe.Msg.Topic, Key: pe.Msg.Key, Value: pe.Msg.Value, Headers: pe.Msg.Headers,
+					})
+				}
+				err = fmt.Errorf("%d of %d messages failed, first to %s: %w", len(perrs), len(pending), perrs[0].Msg.Topic, perrs[0].Err)
+				pending = retry
+			}
+			fn.errs.Inc(ctx, int64(len(pending)))
+			// The producer may be unusable (e.g. its idempotent sequence is
+			// broken): start afresh.
+			fn.producer.Close()
+			fn.producer = nil
+		}
+		if time.Now().Add(backoff).After(deadline) {
+			return fmt.Errorf("kafkaio: write (gave up after %v): %w", fn.RetryTimeout, err)
+		}
+		log.Warnf(ctx, "kafkaio.Write: %v (retrying in %v)", err, backoff)
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("kafkaio: write: %w", ctx.Err())
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 5*time.Second)
+	}
+}
+
+// permanent reports whether a produce error cannot go away by retrying.
+func permanent(err error) bool {
+	return errors.Is(err, sarama.ErrMessageSizeTooLarge) || errors.Is(err, sarama.ErrInvalidMessage) ||
+		errors.Is(err, sarama.ErrInvalidTopic) || errors.Is(err, sarama.ErrTopicAuthorizationFailed)
+}
+
+func (fn *writeFn) Teardown() error {
+	fn.jan.busy.Lock()
+	defer fn.jan.busy.Unlock()
+	if fn.producer == nil {
+		return nil
+	}
+	err := fn.producer.Close()
+	fn.producer = nil
+	return err
+}
