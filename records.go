@@ -203,6 +203,10 @@ const (
 	ReasonNoProvider   = "no_provider"
 )
 
+// MaxDeadLetterRaw is the most bytes of the original record a DeadLetter
+// carries.
+const MaxDeadLetterRaw = 256 << 10
+
 // DeadLetter carries a record that could not be decoded or validated, with
 // the original bytes and the reason. Nothing unparseable is dropped silently.
 type DeadLetter struct {
@@ -211,12 +215,18 @@ type DeadLetter struct {
 	Reason string `json:"reason"`
 	// Raw is the original record: verbatim when it is valid UTF-8, otherwise
 	// standard base64 with RawEncoding "base64".
-	Raw         string    `json:"raw"`
-	RawEncoding string    `json:"raw_encoding,omitempty"`
-	Topic       string    `json:"topic"`
-	Partition   int32     `json:"partition"`
-	Offset      int64     `json:"offset"`
-	At          time.Time `json:"at"`
+	Raw         string `json:"raw"`
+	RawEncoding string `json:"raw_encoding,omitempty"`
+	// RawTruncated is true when Raw holds only the first MaxDeadLetterRaw
+	// bytes of a larger record (RawBytes long): the whole record stays at
+	// Topic/Partition/Offset. It keeps a dead letter under Kafka's message
+	// size limit, which a failed write would turn into a failed job.
+	RawTruncated bool      `json:"raw_truncated,omitempty"`
+	RawBytes     int       `json:"raw_bytes,omitempty"`
+	Topic        string    `json:"topic"`
+	Partition    int32     `json:"partition"`
+	Offset       int64     `json:"offset"`
+	At           time.Time `json:"at"`
 }
 
 // ClickEvent is a user's reaction to a notification, read from push.clicks.

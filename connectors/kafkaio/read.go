@@ -15,6 +15,8 @@ import (
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/io/rtrackers/offsetrange"
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/log"
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/register"
+
+	"github.com/pushflow/pushflow/internal/stageout"
 )
 
 func init() {
@@ -198,11 +200,9 @@ func Read(s beam.Scope, cfg ReadConfig) beam.PCollection {
 		DisableIdleWatermark: c.DisableIdleWatermark,
 		CommitSentinel:       c.Until == UntilLatest && c.Group != "",
 	}, parts)
-	// Prism busy-waits, burning a core, during every bundle of a stage that
-	// has no consumed output — and the read's stage, fused with whatever
-	// follows it, often has none. readFn's second output stays empty; the
-	// reshuffle consuming it gives the stage an output.
-	beam.ParDo0(s, discardInt, beam.Reshuffle(s, none))
+	// The read's stage, fused with whatever follows it, often has no
+	// consumed output; readFn's second output stays empty and gives it one.
+	stageout.Consume(s, none)
 	return recs
 }
 

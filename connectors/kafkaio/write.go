@@ -10,11 +10,12 @@ import (
 	"github.com/apache/beam/sdks/v2/go/pkg/beam"
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/log"
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/register"
+
+	"github.com/pushflow/pushflow/internal/stageout"
 )
 
 func init() {
 	register.DoFn3x1[context.Context, Message, func(int), error](&writeFn{})
-	register.Function1x0(discardInt)
 	register.Emitter1[int]()
 }
 
@@ -66,13 +67,10 @@ func Write(s beam.Scope, cfg WriteConfig, msgs beam.PCollection) {
 		Brokers: cfg.Brokers, Topic: cfg.Topic, ClientID: cfg.ClientID,
 		BatchSize: cfg.BatchSize, RetryTimeout: cfg.RetryTimeout,
 	}, msgs)
-	// The write stage must have a consumed output: Prism busy-waits (one
-	// core) during every bundle of a stage without one. writeFn emits
-	// nothing; the reshuffle is the consumer (see Read).
-	beam.ParDo0(s, discardInt, beam.Reshuffle(s, out))
+	// writeFn emits nothing: out only gives the write stage a consumed
+	// output (see package stageout).
+	stageout.Consume(s, out)
 }
-
-func discardInt(int) {}
 
 type writeFn struct {
 	Brokers      []string

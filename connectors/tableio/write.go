@@ -18,10 +18,12 @@ import (
 	"github.com/parquet-go/parquet-go/compress"
 
 	"github.com/pushflow/pushflow"
+	"github.com/pushflow/pushflow/internal/stageout"
 )
 
 func init() {
-	register.DoFn2x1[context.Context, pushflow.DeliveryEvent, error](&writeFn{})
+	register.DoFn3x1[context.Context, pushflow.DeliveryEvent, func(int), error](&writeFn{})
+	register.Emitter1[int]()
 }
 
 // Defaults of the writer options.
@@ -98,7 +100,9 @@ func Write(s beam.Scope, spec string, events beam.PCollection, opts ...Option) {
 	if err != nil {
 		panic(fmt.Sprintf("tableio.Write: %v", err))
 	}
-	beam.ParDo0(s, &writeFn{Dir: t.Dir, MaxRows: o.maxRows, Compression: o.compression}, events)
+	// writeFn emits nothing; its output gives the stage a consumed output
+	// (see package stageout).
+	stageout.Consume(s, beam.ParDo(s, &writeFn{Dir: t.Dir, MaxRows: o.maxRows, Compression: o.compression}, events))
 }
 
 // writeFn buffers DeliveryEvents and writes them as day-partitioned Parquet
@@ -127,11 +131,11 @@ func (fn *writeFn) Setup() error {
 	return nil
 }
 
-func (fn *writeFn) StartBundle() {
+func (fn *writeFn) StartBundle(_ func(int)) {
 	fn.buf = fn.buf[:0]
 }
 
-func (fn *writeFn) ProcessElement(ctx context.Context, ev pushflow.DeliveryEvent) error {
+func (fn *writeFn) ProcessElement(ctx context.Context, ev pushflow.DeliveryEvent, _ func(int)) error {
 	fn.buf = append(fn.buf, ev)
 	if len(fn.buf) >= fn.MaxRows {
 		return fn.flush(ctx)
@@ -139,7 +143,7 @@ func (fn *writeFn) ProcessElement(ctx context.Context, ev pushflow.DeliveryEvent
 	return nil
 }
 
-func (fn *writeFn) FinishBundle(ctx context.Context) error {
+func (fn *writeFn) FinishBundle(ctx context.Context, _ func(int)) error {
 	return fn.flush(ctx)
 }
 

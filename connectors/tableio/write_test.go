@@ -194,13 +194,13 @@ func runFn(t testing.TB, fn *writeFn, events []pushflow.DeliveryEvent) error {
 		return err
 	}
 	ctx := context.Background()
-	fn.StartBundle()
+	fn.StartBundle(mustNotEmit)
 	for _, ev := range events {
-		if err := fn.ProcessElement(ctx, ev); err != nil {
+		if err := fn.ProcessElement(ctx, ev, mustNotEmit); err != nil {
 			return err
 		}
 	}
-	return fn.FinishBundle(ctx)
+	return fn.FinishBundle(ctx, mustNotEmit)
 }
 
 func TestWriteFnRoundTrip(t *testing.T) {
@@ -277,9 +277,9 @@ func TestWriteFnFlushesAtMaxRows(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	fn.StartBundle()
+	fn.StartBundle(mustNotEmit)
 	for _, ev := range events {
-		if err := fn.ProcessElement(ctx, ev); err != nil {
+		if err := fn.ProcessElement(ctx, ev, mustNotEmit); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -289,7 +289,7 @@ func TestWriteFnFlushesAtMaxRows(t *testing.T) {
 	if len(fn.buf) != 1 {
 		t.Errorf("after 7 rows with MaxRows 3: %d rows buffered, want 1", len(fn.buf))
 	}
-	if err := fn.FinishBundle(ctx); err != nil {
+	if err := fn.FinishBundle(ctx, mustNotEmit); err != nil {
 		t.Fatal(err)
 	}
 	if files, _ := Files(dir); len(files) != 3 {
@@ -303,8 +303,8 @@ func TestWriteFnFlushesAtMaxRows(t *testing.T) {
 		t.Errorf("rows mismatch (-want +got):\n%s", diff)
 	}
 	// The buffer is reused by the next bundle and starts empty.
-	fn.StartBundle()
-	if err := fn.FinishBundle(ctx); err != nil {
+	fn.StartBundle(mustNotEmit)
+	if err := fn.FinishBundle(ctx, mustNotEmit); err != nil {
 		t.Fatal(err)
 	}
 	if files, _ := Files(dir); len(files) != 3 {
@@ -426,3 +426,7 @@ func BenchmarkWriteFn(b *testing.B) {
 	b.ReportMetric(float64(rows)*float64(b.N)/b.Elapsed().Seconds(), "rows/s")
 	b.ReportMetric(float64(bytes)/float64(rows*b.N), "bytes/row")
 }
+
+// mustNotEmit is the sink's output emitter: a sink never emits (its output
+// only exists for package stageout).
+func mustNotEmit(int) { panic("sink emitted an element") }

@@ -120,7 +120,8 @@ func DeadLetter(rec kafkaio.Record, err error, now time.Time) pushflow.DeadLette
 }
 
 // NewDeadLetter builds a dead letter of raw, read at topic/partition/offset:
-// raw is kept verbatim when it is UTF-8, else base64.
+// raw is kept verbatim when it is UTF-8, else base64, and cut to
+// pushflow.MaxDeadLetterRaw bytes (at a character boundary) when larger.
 func NewDeadLetter(topic string, partition int32, offset int64, raw []byte, stage, reason string, now time.Time) pushflow.DeadLetter {
 	dl := pushflow.DeadLetter{
 		V:         pushflow.Version,
@@ -130,6 +131,14 @@ func NewDeadLetter(topic string, partition int32, offset int64, raw []byte, stag
 		Partition: partition,
 		Offset:    offset,
 		At:        now.UTC(),
+	}
+	if len(raw) > pushflow.MaxDeadLetterRaw {
+		dl.RawTruncated, dl.RawBytes = true, len(raw)
+		cut := pushflow.MaxDeadLetterRaw
+		for cut > pushflow.MaxDeadLetterRaw-utf8.UTFMax && !utf8.RuneStart(raw[cut]) {
+			cut--
+		}
+		raw = raw[:cut]
 	}
 	if utf8.Valid(raw) {
 		dl.Raw = string(raw)

@@ -1,6 +1,7 @@
 package decode
 
 import (
+	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/json"
@@ -8,6 +9,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
@@ -390,5 +392,21 @@ func TestNewDeadLetter(t *testing.T) {
 		if diff := cmp.Diff(want, got); diff != "" {
 			t.Errorf("NewDeadLetter(%q) mismatch (-want +got):\n%s", tt.raw, diff)
 		}
+	}
+}
+
+func TestNewDeadLetterTruncates(t *testing.T) {
+	// A multi-byte character straddles the cut: the cut moves back to its start.
+	raw := append(bytes.Repeat([]byte("a"), pushflow.MaxDeadLetterRaw-1), []byte("é and more")...)
+	dl := NewDeadLetter("push.requests", 1, 7, raw, pushflow.StageDecode, "too big", time.Now())
+	if !dl.RawTruncated || dl.RawBytes != len(raw) {
+		t.Errorf("RawTruncated, RawBytes = %v, %d, want true, %d", dl.RawTruncated, dl.RawBytes, len(raw))
+	}
+	if dl.RawEncoding != "" || len(dl.Raw) != pushflow.MaxDeadLetterRaw-1 || !utf8.ValidString(dl.Raw) {
+		t.Errorf("Raw is %d bytes (encoding %q, valid UTF-8 %v), want %d verbatim bytes", len(dl.Raw), dl.RawEncoding, utf8.ValidString(dl.Raw), pushflow.MaxDeadLetterRaw-1)
+	}
+	small := NewDeadLetter("push.requests", 1, 8, []byte("{}"), pushflow.StageDecode, "x", time.Now())
+	if small.RawTruncated || small.RawBytes != 0 || small.Raw != "{}" {
+		t.Errorf("small dead letter = %+v, want Raw {} untruncated", small)
 	}
 }

@@ -15,10 +15,12 @@ import (
 
 	"github.com/pushflow/pushflow"
 	"github.com/pushflow/pushflow/connectors/redisio"
+	"github.com/pushflow/pushflow/internal/stageout"
 )
 
 func init() {
-	register.DoFn2x1[context.Context, pushflow.DeviceEvent, error](&applyFn{})
+	register.DoFn3x1[context.Context, pushflow.DeviceEvent, func(int), error](&applyFn{})
+	register.Emitter1[int]()
 }
 
 // Apply writes PCollection<pushflow.DeviceEvent> to the registry at
@@ -29,7 +31,9 @@ func Apply(s beam.Scope, events beam.PCollection, redisAddr string) {
 	if redisAddr == "" {
 		panic("devices.Apply: redisAddr is required")
 	}
-	beam.ParDo0(s, &applyFn{RedisAddr: redisAddr, FlushSize: 500}, events)
+	// applyFn emits nothing; its output gives the stage a consumed output
+	// (see package stageout).
+	stageout.Consume(s, beam.ParDo(s, &applyFn{RedisAddr: redisAddr, FlushSize: 500}, events))
 }
 
 var applied = map[string]beam.Counter{
@@ -58,7 +62,7 @@ func (fn *applyFn) Teardown() {
 	}
 }
 
-func (fn *applyFn) ProcessElement(ctx context.Context, ev pushflow.DeviceEvent) error {
+func (fn *applyFn) ProcessElement(ctx context.Context, ev pushflow.DeviceEvent, _ func(int)) error {
 	fn.buf = append(fn.buf, ev)
 	if len(fn.buf) >= fn.FlushSize {
 		return fn.flush(ctx)
@@ -66,7 +70,7 @@ func (fn *applyFn) ProcessElement(ctx context.Context, ev pushflow.DeviceEvent) 
 	return nil
 }
 
-func (fn *applyFn) FinishBundle(ctx context.Context) error { return fn.flush(ctx) }
+func (fn *applyFn) FinishBundle(ctx context.Context, _ func(int)) error { return fn.flush(ctx) }
 
 func (fn *applyFn) flush(ctx context.Context) error {
 	if len(fn.buf) == 0 {

@@ -68,7 +68,7 @@ func TestApplyFnFinishBundle(t *testing.T) {
 		{V: 1, Op: pushflow.OpSettings, App: app, UserID: "u2", Settings: pushflow.Settings{Timezone: "Europe/Berlin", OptOut: []string{"marketing"}}},
 		unregister("u1", "d2"),
 	} {
-		if err := fn.ProcessElement(ctx, ev); err != nil {
+		if err := fn.ProcessElement(ctx, ev, mustNotEmit); err != nil {
 			t.Fatalf("ProcessElement(%s %s) = %v", ev.Op, ev.DeviceID, err)
 		}
 	}
@@ -76,7 +76,7 @@ func TestApplyFnFinishBundle(t *testing.T) {
 	if got := deviceIDs(t, reg, "d1", "d2", "d3"); len(got) != 0 {
 		t.Errorf("devices before FinishBundle = %v, want none (buffered)", got)
 	}
-	if err := fn.FinishBundle(ctx); err != nil {
+	if err := fn.FinishBundle(ctx, mustNotEmit); err != nil {
 		t.Fatalf("FinishBundle() = %v", err)
 	}
 	if diff := cmp.Diff([]string{"d1", "d3"}, deviceIDs(t, reg, "d1", "d2", "d3")); diff != "" {
@@ -105,17 +105,17 @@ func TestApplyFnFinishBundle(t *testing.T) {
 	}
 
 	// The buffer was emptied: the next bundle applies only its own events.
-	if err := fn.ProcessElement(bg, unregister("u2", "d3")); err != nil {
+	if err := fn.ProcessElement(bg, unregister("u2", "d3"), mustNotEmit); err != nil {
 		t.Fatal(err)
 	}
-	if err := fn.FinishBundle(bg); err != nil {
+	if err := fn.FinishBundle(bg, mustNotEmit); err != nil {
 		t.Fatal(err)
 	}
 	if diff := cmp.Diff([]string{"d1"}, deviceIDs(t, reg, "d1", "d2", "d3")); diff != "" {
 		t.Errorf("devices after the second bundle (-want +got):\n%s", diff)
 	}
 	// An empty bundle writes nothing and succeeds.
-	if err := fn.FinishBundle(bg); err != nil {
+	if err := fn.FinishBundle(bg, mustNotEmit); err != nil {
 		t.Errorf("FinishBundle() of an empty bundle = %v", err)
 	}
 }
@@ -134,14 +134,14 @@ func TestApplyFnFlushSize(t *testing.T) {
 		{registerEvent("u3", "d4", 4), []string{"d2", "d3"}},
 	}
 	for i, s := range steps {
-		if err := fn.ProcessElement(ctx, s.ev); err != nil {
+		if err := fn.ProcessElement(ctx, s.ev, mustNotEmit); err != nil {
 			t.Fatalf("step %d: ProcessElement = %v", i, err)
 		}
 		if diff := cmp.Diff(s.want, deviceIDs(t, reg, "d1", "d2", "d3", "d4")); diff != "" {
 			t.Errorf("step %d (%s %s): devices (-want +got):\n%s", i, s.ev.Op, s.ev.DeviceID, diff)
 		}
 	}
-	if err := fn.FinishBundle(ctx); err != nil {
+	if err := fn.FinishBundle(ctx, mustNotEmit); err != nil {
 		t.Fatal(err)
 	}
 	if diff := cmp.Diff([]string{"d2", "d3", "d4"}, deviceIDs(t, reg, "d1", "d2", "d3", "d4")); diff != "" {
@@ -155,11 +155,11 @@ func TestApplyFnOrder(t *testing.T) {
 	fn, reg := newFixture(t, 100)
 	ctx := context.Background()
 	for _, ev := range []pushflow.DeviceEvent{registerEvent("u1", "d1", 1), unregister("u1", "d1"), registerEvent("u1", "d1", 11), registerEvent("u1", "d2", 2), unregister("u1", "d2")} {
-		if err := fn.ProcessElement(ctx, ev); err != nil {
+		if err := fn.ProcessElement(ctx, ev, mustNotEmit); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if err := fn.FinishBundle(ctx); err != nil {
+	if err := fn.FinishBundle(ctx, mustNotEmit); err != nil {
 		t.Fatal(err)
 	}
 	devs, err := reg.UserDevices(ctx, app, []string{"u1"})
@@ -180,11 +180,11 @@ func TestApplyFnError(t *testing.T) {
 	ctx := context.Background()
 	bad := pushflow.DeviceEvent{V: 1, Op: "explode", App: app, UserID: "u1"}
 	for _, ev := range []pushflow.DeviceEvent{registerEvent("u1", "d1", 1), bad} {
-		if err := fn.ProcessElement(ctx, ev); err != nil {
+		if err := fn.ProcessElement(ctx, ev, mustNotEmit); err != nil {
 			t.Fatalf("ProcessElement before the flush = %v, want nil", err)
 		}
 	}
-	err := fn.ProcessElement(ctx, registerEvent("u2", "d2", 2))
+	err := fn.ProcessElement(ctx, registerEvent("u2", "d2", 2), mustNotEmit)
 	const want = "devices: apply 3 events: redisio: apply event 1: unknown op \"explode\": invalid device event"
 	if err == nil || err.Error() != want {
 		t.Errorf("ProcessElement(third event, with an invalid one buffered) = %v, want %q", err, want)
@@ -198,10 +198,10 @@ func TestApplyFnError(t *testing.T) {
 	}
 	// The failed batch is dropped (the runner retries the bundle): the next
 	// flush carries only new events.
-	if err := fn.ProcessElement(ctx, registerEvent("u3", "d3", 3)); err != nil {
+	if err := fn.ProcessElement(ctx, registerEvent("u3", "d3", 3), mustNotEmit); err != nil {
 		t.Fatal(err)
 	}
-	if err := fn.FinishBundle(ctx); err != nil {
+	if err := fn.FinishBundle(ctx, mustNotEmit); err != nil {
 		t.Fatalf("FinishBundle after a failed flush = %v, want nil", err)
 	}
 	if diff := cmp.Diff([]string{"d3"}, deviceIDs(t, reg, "d1", "d2", "d3")); diff != "" {
@@ -219,11 +219,15 @@ func TestApplyFnRedisDown(t *testing.T) {
 	fn.client = redis.NewClient(&redis.Options{Addr: "127.0.0.1:1", MaxRetries: -1, DialerRetries: 1})
 	fn.reg = redisio.New(fn.client)
 	ctx := context.Background()
-	if err := fn.ProcessElement(ctx, registerEvent("u1", "d1", 1)); err != nil {
+	if err := fn.ProcessElement(ctx, registerEvent("u1", "d1", 1), mustNotEmit); err != nil {
 		t.Fatalf("ProcessElement = %v, want nil (buffered)", err)
 	}
-	err := fn.FinishBundle(ctx)
+	err := fn.FinishBundle(ctx, mustNotEmit)
 	if err == nil || !strings.HasPrefix(err.Error(), "devices: apply 1 events: ") {
 		t.Errorf("FinishBundle with Redis down = %v, want an error prefixed %q", err, "devices: apply 1 events: ")
 	}
 }
+
+// mustNotEmit is the sink's output emitter: a sink never emits (its output
+// only exists for package stageout).
+func mustNotEmit(int) { panic("sink emitted an element") }
