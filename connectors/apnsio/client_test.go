@@ -17,6 +17,7 @@ import (
 
 	"github.com/pushflow/pushflow"
 	"github.com/pushflow/pushflow/connectors/apnsio/apnsiotest"
+	"github.com/pushflow/pushflow/internal/retry"
 )
 
 const (
@@ -236,24 +237,6 @@ func TestRetryBackoff(t *testing.T) {
 	}
 }
 
-func TestFullJitter(t *testing.T) {
-	const d = 10 * time.Millisecond
-	var sum time.Duration
-	for range 1000 {
-		j := fullJitter(d)
-		if j < 0 || j >= d {
-			t.Fatalf("fullJitter(%v) = %v, want in [0, %v)", d, j, d)
-		}
-		sum += j
-	}
-	if mean := sum / 1000; mean < 3*time.Millisecond || mean > 7*time.Millisecond {
-		t.Errorf("mean of fullJitter(%v) = %v, want about %v", d, mean, d/2)
-	}
-	if got := fullJitter(0); got != 0 {
-		t.Errorf("fullJitter(0) = %v, want 0", got)
-	}
-}
-
 func TestCancelStopsRetries(t *testing.T) {
 	e := newEnv(t)
 	c := newTestClient(t, e.cfg)
@@ -261,7 +244,7 @@ func TestCancelStopsRetries(t *testing.T) {
 	defer cancel()
 	c.sleep = func(ctx context.Context, d time.Duration) error {
 		cancel()
-		return sleepContext(ctx, time.Hour)
+		return retry.Sleep(ctx, time.Hour)
 	}
 	e.srv.FailNext(100, 503, "ServiceUnavailable")
 	got := c.Send(ctx, []Message{msg(devToken(1)), msg(devToken(2))})

@@ -30,11 +30,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"net/http"
 	"os"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"cloud.google.com/go/auth"
@@ -45,6 +42,8 @@ import (
 	htransport "google.golang.org/api/transport/http"
 
 	"github.com/pushflow/pushflow"
+	"github.com/pushflow/pushflow/internal/fanout"
+	"github.com/pushflow/pushflow/internal/retry"
 )
 
 // MaxRetryAfter bounds the Retry-After the Client honours: a retryable
@@ -136,8 +135,8 @@ func NewClient(ctx context.Context, cfg Config) (*Client, error) {
 		fcm:       fcm,
 		transport: transport,
 		sem:       make(chan struct{}, cfg.Concurrency),
-		sleep:     sleepContext,
-		jitter:    fullJitter,
+		sleep:     retry.Sleep,
+		jitter:    retry.FullJitter,
 	}, nil
 }
 
@@ -228,27 +227,7 @@ func (c *Client) Close() {
 // and waits, failing what is left with ReasonCanceled.
 func (c *Client) Send(ctx context.Context, msgs []Message) []Result {
 	results := make([]Result, len(msgs))
-	workers := min(c.cfg.Concurrency, len(msgs))
-	if workers <= 1 {
-		for i := range msgs {
-			results[i] = c.Push(ctx, msgs[i])
-		}
-		return results
-	}
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	for range workers {
-		wg.Go(func() {
-			for {
-				i := int(next.Add(1) - 1)
-				if i >= len(msgs) {
-					return
-				}
-				results[i] = c.Push(ctx, msgs[i])
-			}
-		})
-	}
-	wg.Wait()
+	fanout.Each(len(msgs), c.cfg.Concurrency, func(i int) { results[i] = c.Push(ctx, msgs[i]) })
 	return results
 }
 
@@ -371,32 +350,5 @@ func (c *Client) finish(r Result, attempts int, start time.Time) Result {
 // backoff is the wait after the attempt-th attempt failed: full jitter over
 // min(MaxBackoff, BaseBackoff·2^(attempt-1)).
 func (c *Client) backoff(attempt int) time.Duration {
-	d := c.cfg.MaxBackoff
-	if shift := attempt - 1; shift < 32 {
-		if b := c.cfg.BaseBackoff << shift; b > 0 && b < d {
-			d = b
-		}
-	}
-	return c.jitter(d)
-}
-
-func fullJitter(d time.Duration) time.Duration {
-	if d <= 0 {
-		return 0
-	}
-	return rand.N(d)
-}
-
-func sleepContext(ctx context.Context, d time.Duration) error {
-	if d <= 0 {
-		return ctx.Err()
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
+	return c.jitter(retry.Exp(attempt, c.cfg.BaseBackoff, c.cfg.MaxBackoff))
 }
