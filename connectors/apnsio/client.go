@@ -40,7 +40,6 @@ import (
 	"github.com/sideshow/apns2"
 	"github.com/sideshow/apns2/certificate"
 	"github.com/sideshow/apns2/token"
-	"golang.org/x/net/http2"
 )
 
 // Result is the outcome of one Message.
@@ -70,13 +69,32 @@ type Result struct {
 	Latency time.Duration `json:"latency"`
 }
 
+// NewTransport returns the HTTP/2-only transport APNs needs, on net/http's
+// own HTTP/2 (x/net's http2.Transport is deprecated): ping health checks
+// like apns2's, and StrictMaxConcurrentStreams off, so past the server's
+// stream limit it opens another connection instead of queueing
+// (Config.Concurrency keeps us under the limit anyway).
+func NewTransport(tlsCfg *tls.Config) *http.Transport {
+	t := &http.Transport{
+		TLSClientConfig:   tlsCfg,
+		ForceAttemptHTTP2: true,
+		HTTP2: &http.HTTP2Config{
+			SendPingTimeout: apns2.ReadIdleTimeout,
+			PingTimeout:     15 * time.Second,
+		},
+	}
+	t.Protocols = new(http.Protocols)
+	t.Protocols.SetHTTP2(true)
+	return t
+}
+
 // Client sends notifications to APNs. It keeps its HTTP/2 connections open
 // across calls: create one per process (per worker, in a DoFn's Setup) and
 // share it; it is safe for concurrent use.
 type Client struct {
 	cfg       Config
 	apns      *apns2.Client
-	transport *http2.Transport
+	transport *http.Transport
 	sem       chan struct{} // bounds requests in flight to cfg.Concurrency
 
 	// Injected by tests.
@@ -122,15 +140,7 @@ func NewClient(cfg Config) (*Client, error) {
 	}
 	client.Host = cfg.Endpoint
 
-	// apns2 builds an http2.Transport too; ours adds the CA file and ping
-	// health checks. StrictMaxConcurrentStreams stays off: past the
-	// server's stream limit the transport opens another connection instead
-	// of queueing (Concurrency keeps us under it anyway).
-	transport := &http2.Transport{
-		TLSClientConfig: tlsCfg,
-		ReadIdleTimeout: apns2.ReadIdleTimeout,
-		PingTimeout:     15 * time.Second,
-	}
+	transport := NewTransport(tlsCfg)
 	// Each attempt has its own deadline (cfg.Timeout), so no client timeout.
 	client.HTTPClient = &http.Client{Transport: transport}
 

@@ -69,7 +69,7 @@ func TestConfigRedactsSecrets(t *testing.T) {
 		"%v":        fmt.Sprintf("%v", c),
 		"%+v":       fmt.Sprintf("%+v", c),
 		"%#v":       fmt.Sprintf("%#v", c),
-		"%s":        fmt.Sprintf("%s", c),
+		"%s":        c.String(),
 		"&c %v":     fmt.Sprintf("%v", &c),
 		"String":    c.String(),
 		"slog text": textLog.String(),

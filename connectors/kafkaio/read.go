@@ -131,15 +131,15 @@ func (c ReadConfig) withDefaults() (ReadConfig, error) {
 	case StartEarliest, StartLatest:
 	case StartCommitted:
 		if c.Group == "" {
-			return c, errors.New(`Start "committed" needs a Group`)
+			return c, errors.New(`ReadConfig.Start "committed" needs a Group`)
 		}
 	default:
 		if _, err := time.Parse(time.RFC3339Nano, c.Start); err != nil {
-			return c, fmt.Errorf(`Start %q is neither "committed", "earliest", "latest" nor an RFC 3339 time`, c.Start)
+			return c, fmt.Errorf(`ReadConfig.Start %q is neither "committed", "earliest", "latest" nor an RFC 3339 time`, c.Start)
 		}
 	}
 	if c.Until != "" && c.Until != UntilLatest {
-		return c, fmt.Errorf(`Until %q: want "" (unbounded) or "latest"`, c.Until)
+		return c, fmt.Errorf(`ReadConfig.Until %q: want "" (unbounded) or "latest"`, c.Until)
 	}
 	if c.MaxRecordsPerCheckpoint == 0 {
 		c.MaxRecordsPerCheckpoint = DefaultMaxRecordsPerCheckpoint

@@ -35,11 +35,6 @@ const (
 	bootPkg     = "github.com/apache/beam/sdks/v2/go/container" // the Go SDK container's entrypoint; builds as "container"
 )
 
-// outcome is what the test expects for one (request, user, device).
-type outcome struct {
-	Stage, Outcome, Reason string
-}
-
 // TestPipelinesThroughPrismJobServer builds the registry and dispatch
 // binaries, Beam's Prism command and Beam's Go SDK container boot program,
 // starts Prism as a standalone job server on loopback, and runs registry

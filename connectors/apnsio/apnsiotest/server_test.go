@@ -22,6 +22,7 @@ import (
 	"github.com/sideshow/apns2/token"
 	"golang.org/x/net/http2"
 
+	"github.com/pushflow/pushflow/connectors/apnsio"
 	"github.com/pushflow/pushflow/connectors/apnsio/apnsiotest"
 )
 
@@ -49,7 +50,7 @@ func newFixture(t *testing.T, opts ...apnsiotest.Option) *fixture {
 		t.Fatalf("NewServer() = %v", err)
 	}
 	t.Cleanup(srv.Close)
-	tr := &http2.Transport{TLSClientConfig: &tls.Config{RootCAs: srv.RootCAs()}}
+	tr := apnsio.NewTransport(&tls.Config{RootCAs: srv.RootCAs()})
 	t.Cleanup(tr.CloseIdleConnections)
 	return &fixture{srv: srv, keyPEM: keyPEM, keyID: keyID, client: &http.Client{Transport: tr, Timeout: 10 * time.Second}}
 }
@@ -516,14 +517,14 @@ func TestCAFile(t *testing.T) {
 	if !pool.AppendCertsFromPEM(pem) {
 		t.Fatal("CA file holds no certificate")
 	}
-	c := &http.Client{Transport: &http2.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	c := &http.Client{Transport: apnsio.NewTransport(&tls.Config{RootCAs: pool})}
 	if got := f.do(t, c, f.validRequest(t)); got.status != 200 {
 		t.Errorf("POST trusting the CA file = %d %q, want 200", got.status, got.reason)
 	}
 
 	// Another server's CA does not vouch for this one.
 	g := newFixture(t)
-	c = &http.Client{Transport: &http2.Transport{TLSClientConfig: &tls.Config{RootCAs: g.srv.RootCAs()}}}
+	c = &http.Client{Transport: apnsio.NewTransport(&tls.Config{RootCAs: g.srv.RootCAs()})}
 	req, _ := http.NewRequest(http.MethodPost, f.srv.URL()+"/3/device/"+devTok, strings.NewReader(`{}`))
 	_, err = c.Do(req)
 	var unknown x509.UnknownAuthorityError
@@ -544,7 +545,7 @@ func TestClientCertificate(t *testing.T) {
 		t.Fatal(err)
 	}
 	f := newFixture(t, apnsiotest.WithClientCA(pool))
-	c := &http.Client{Transport: &http2.Transport{TLSClientConfig: &tls.Config{RootCAs: f.srv.RootCAs(), Certificates: []tls.Certificate{cert}}}}
+	c := &http.Client{Transport: apnsio.NewTransport(&tls.Config{RootCAs: f.srv.RootCAs(), Certificates: []tls.Certificate{cert}})}
 
 	tests := []struct {
 		name       string
@@ -601,7 +602,7 @@ func TestClientCertificate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c = &http.Client{Transport: &http2.Transport{TLSClientConfig: &tls.Config{RootCAs: f.srv.RootCAs(), Certificates: []tls.Certificate{stranger}}}}
+	c = &http.Client{Transport: apnsio.NewTransport(&tls.Config{RootCAs: f.srv.RootCAs(), Certificates: []tls.Certificate{stranger}})}
 	req, _ := http.NewRequest(http.MethodPost, f.srv.URL()+"/3/device/"+devTok, strings.NewReader(`{}`))
 	if resp, err := c.Do(req); err == nil {
 		resp.Body.Close()
@@ -660,7 +661,7 @@ func TestApns2Client(t *testing.T) {
 	}
 	c := apns2.NewTokenClient(&token.Token{AuthKey: key, KeyID: f.keyID, TeamID: teamID})
 	c.Host = f.srv.URL()
-	c.HTTPClient.Transport.(*http2.Transport).TLSClientConfig = &tls.Config{RootCAs: f.srv.RootCAs()}
+	c.HTTPClient.Transport = apnsio.NewTransport(&tls.Config{RootCAs: f.srv.RootCAs()})
 	defer c.CloseIdleConnections()
 
 	n := &apns2.Notification{DeviceToken: devTok, Topic: topic, Payload: []byte(`{"aps":{"alert":"hi"}}`), Priority: apns2.PriorityHigh}
