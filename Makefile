@@ -23,7 +23,7 @@ deps: ## install what the tests need: redis-server (apt-get) and the Go modules
 
 .PHONY: build
 build: ## build the pipelines and the dev runner into bin/
-	$(GO) build -o bin/ ./pipelines/registry ./pipelines/dispatch ./internal/devrun
+	$(GO) build -o bin/ ./pipelines/registry ./pipelines/dispatch ./pipelines/feedback ./internal/devrun
 
 .PHONY: run
 run: build ## run registry then dispatch end to end on the embedded dev stack and print a summary

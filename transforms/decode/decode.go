@@ -29,6 +29,9 @@ func init() {
 	register.Emitter1[pushflow.DeadLetter]()
 	register.Emitter1[pushflow.DeliveryEvent]()
 	register.Emitter1[pushflow.DeviceEvent]()
+	register.DoFn4x0[context.Context, kafkaio.Record, func(pushflow.ClickEvent), func(pushflow.DeadLetter)](&clickEventsFn{})
+	register.DoFn4x0[context.Context, kafkaio.Record, func(pushflow.DeliveryEvent), func(pushflow.DeadLetter)](&deliveryEventsFn{})
+	register.Emitter1[pushflow.ClickEvent]()
 }
 
 // Requests decodes PCollection<kafkaio.Record> from push.requests into
@@ -48,10 +51,26 @@ func DeviceEvents(s beam.Scope, records beam.PCollection) (events, dead beam.PCo
 	return beam.ParDo2(s, &deviceEventsFn{}, records)
 }
 
+// ClickEvents decodes PCollection<kafkaio.Record> from push.clicks into
+// PCollection<pushflow.ClickEvent> and PCollection<pushflow.DeadLetter>.
+func ClickEvents(s beam.Scope, records beam.PCollection) (events, dead beam.PCollection) {
+	s = s.Scope("decode.ClickEvents")
+	return beam.ParDo2(s, &clickEventsFn{}, records)
+}
+
+// DeliveryEvents decodes PCollection<kafkaio.Record> from push.deliveries
+// into PCollection<pushflow.DeliveryEvent> and PCollection<pushflow.DeadLetter>.
+func DeliveryEvents(s beam.Scope, records beam.PCollection) (events, dead beam.PCollection) {
+	s = s.Scope("decode.DeliveryEvents")
+	return beam.ParDo2(s, &deliveryEventsFn{}, records)
+}
+
 var (
-	decodedRequests = beam.NewCounter("pushflow", "decode_requests_ok")
-	decodedDevices  = beam.NewCounter("pushflow", "decode_device_events_ok")
-	deadLetters     = beam.NewCounter("pushflow", "dead_letters")
+	decodedRequests   = beam.NewCounter("pushflow", "decode_requests_ok")
+	decodedDevices    = beam.NewCounter("pushflow", "decode_device_events_ok")
+	decodedClicks     = beam.NewCounter("pushflow", "decode_click_events_ok")
+	decodedDeliveries = beam.NewCounter("pushflow", "decode_delivery_events_ok")
+	deadLetters       = beam.NewCounter("pushflow", "dead_letters")
 )
 
 type requestsFn struct{}
@@ -63,9 +82,7 @@ func (fn *requestsFn) ProcessElement(ctx context.Context, rec kafkaio.Record, em
 		err = checkPayload(req)
 	}
 	if err != nil {
-		deadLetters.Inc(ctx, 1)
-		dl := DeadLetter(rec, err, now)
-		slog.WarnContext(ctx, "dead letter", "topic", rec.Topic, "partition", rec.Partition, "offset", rec.Offset, "stage", dl.Stage, "reason", dl.Reason)
+		dl := reject(ctx, rec, err, now)
 		dead(dl)
 		if id := requestHeader(rec.Value); id.ID != "" {
 			r := recipient.Request{Req: pushflow.PushRequest{ID: id.ID, App: id.App, Campaign: id.Campaign, Category: id.Category, Priority: id.Priority, CreatedAt: id.CreatedAt}, ReceivedAt: now}
@@ -84,16 +101,38 @@ func (fn *requestsFn) ProcessElement(ctx context.Context, rec kafkaio.Record, em
 type deviceEventsFn struct{}
 
 func (fn *deviceEventsFn) ProcessElement(ctx context.Context, rec kafkaio.Record, emit func(pushflow.DeviceEvent), dead func(pushflow.DeadLetter)) {
-	ev, err := pushflow.DecodeDeviceEvent(rec.Value)
+	decodeOr(ctx, rec, pushflow.DecodeDeviceEvent, decodedDevices, emit, dead)
+}
+
+type clickEventsFn struct{}
+
+func (fn *clickEventsFn) ProcessElement(ctx context.Context, rec kafkaio.Record, emit func(pushflow.ClickEvent), dead func(pushflow.DeadLetter)) {
+	decodeOr(ctx, rec, pushflow.DecodeClickEvent, decodedClicks, emit, dead)
+}
+
+type deliveryEventsFn struct{}
+
+func (fn *deliveryEventsFn) ProcessElement(ctx context.Context, rec kafkaio.Record, emit func(pushflow.DeliveryEvent), dead func(pushflow.DeadLetter)) {
+	decodeOr(ctx, rec, pushflow.DecodeDeliveryEvent, decodedDeliveries, emit, dead)
+}
+
+// decodeOr decodes rec with decodeFn and emits the record, or its dead letter.
+func decodeOr[T any](ctx context.Context, rec kafkaio.Record, decodeFn func([]byte) (T, error), ok beam.Counter, emit func(T), dead func(pushflow.DeadLetter)) {
+	v, err := decodeFn(rec.Value)
 	if err != nil {
-		deadLetters.Inc(ctx, 1)
-		dl := DeadLetter(rec, err, time.Now())
-		slog.WarnContext(ctx, "dead letter", "topic", rec.Topic, "partition", rec.Partition, "offset", rec.Offset, "stage", dl.Stage, "reason", dl.Reason)
-		dead(dl)
+		dead(reject(ctx, rec, err, time.Now()))
 		return
 	}
-	decodedDevices.Inc(ctx, 1)
-	emit(ev)
+	ok.Inc(ctx, 1)
+	emit(v)
+}
+
+// reject counts, logs and builds the dead letter of rec, which failed with err.
+func reject(ctx context.Context, rec kafkaio.Record, err error, now time.Time) pushflow.DeadLetter {
+	deadLetters.Inc(ctx, 1)
+	dl := DeadLetter(rec, err, now)
+	slog.WarnContext(ctx, "dead letter", "topic", rec.Topic, "partition", rec.Partition, "offset", rec.Offset, "stage", dl.Stage, "reason", dl.Reason)
+	return dl
 }
 
 // checkPayload rejects a notification whose provider payload would exceed
