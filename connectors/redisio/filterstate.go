@@ -40,29 +40,6 @@ func (r *Registry) IncrFrequency(ctx context.Context, app, category, day string,
 	return out, nil
 }
 
-// ClaimDedup claims each key (for example "<request id>/<device id>") for
-// the dedup TTL, with SET NX EX, in one round trip. got[i] is true when this
-// call made the first claim of keys[i]: deliver then, and drop on false. A
-// key repeated within keys is claimed by its first occurrence.
-func (r *Registry) ClaimDedup(ctx context.Context, keys []string) ([]bool, error) {
-	got := make([]bool, len(keys))
-	if len(keys) == 0 {
-		return got, nil
-	}
-	cmds := make([]*redis.BoolCmd, len(keys))
-	pipe := r.c.Pipeline()
-	for i, k := range keys {
-		cmds[i] = pipe.SetNX(ctx, r.k.dedup(k), 1, r.dedupTTL)
-	}
-	if _, err := pipe.Exec(ctx); err != nil {
-		return nil, fmt.Errorf("redisio: claim %d dedup keys: %w", len(keys), err)
-	}
-	for i, c := range cmds {
-		got[i] = c.Val()
-	}
-	return got, nil
-}
-
 // InterestScores returns each user's interest score in category. Users
 // without a score are absent (the filter decides what that means).
 func (r *Registry) InterestScores(ctx context.Context, app, category string, users []string) (map[string]float64, error) {

@@ -47,7 +47,7 @@ type Option func(*Registry)
 // not contain '{' or '}'.
 func WithKeyPrefix(p string) Option { return func(r *Registry) { r.k.prefix = p } }
 
-// WithDedupTTL sets how long ClaimDedup remembers a key (default 24h). It
+// WithDedupTTL sets how long ClaimOwners remembers a key (default 24h). It
 // must cover the longest time a request can be redelivered.
 func WithDedupTTL(d time.Duration) Option { return func(r *Registry) { r.dedupTTL = d } }
 

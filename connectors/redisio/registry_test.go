@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 	"github.com/pushflow/pushflow"
 	"github.com/pushflow/pushflow/connectors/redisio"
 	"github.com/pushflow/pushflow/connectors/redisio/redistest"
@@ -738,25 +739,26 @@ func TestIncrFrequency(t *testing.T) {
 	})
 }
 
-func TestClaimDedup(t *testing.T) {
+func TestClaimOwnersTTL(t *testing.T) {
 	calls := []struct {
-		keys []string
-		want []bool
+		keys  []string
+		owner string
+		want  []string
 	}{
-		{[]string{"r-1/d1", "r-1/d2"}, []bool{true, true}},
-		{[]string{"r-1/d1", "r-2/d1", "r-2/d1"}, []bool{false, true, false}},
-		{nil, []bool{}},
+		{[]string{"r-1/d1", "r-1/d2"}, "src-a", []string{"src-a", "src-a"}},
+		{[]string{"r-1/d1", "r-2/d1", "r-2/d1"}, "src-b", []string{"src-a", "src-b", "src-b"}},
+		{nil, "src-c", []string{}},
 	}
 	forEachBackend(t, func(t *testing.T, c redis.UniversalClient) {
 		ctx := context.Background()
 		r := redisio.New(c, redisio.WithDedupTTL(time.Hour))
 		for _, cl := range calls {
-			got, err := r.ClaimDedup(ctx, cl.keys)
+			got, err := r.ClaimOwners(ctx, cl.keys, cl.owner)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if diff := cmp.Diff(cl.want, got); diff != "" {
-				t.Errorf("ClaimDedup(%v) (-want +got):\n%s", cl.keys, diff)
+			if diff := cmp.Diff(cl.want, got, cmpopts.EquateEmpty()); diff != "" {
+				t.Errorf("ClaimOwners(%v, %s) (-want +got):\n%s", cl.keys, cl.owner, diff)
 			}
 		}
 		ttl, err := c.TTL(ctx, "pf:dedup:r-1/d1").Result()
@@ -872,7 +874,7 @@ func TestRoundTrips(t *testing.T) {
 			m, err := r.IncrFrequency(ctx, app, "news", "2026-11-22", users)
 			return len(m), err
 		}, 1, n},
-		{"ClaimDedup", func(r *redisio.Registry) (int, error) { b, err := r.ClaimDedup(ctx, dedup); return len(b), err }, 1, n},
+		{"ClaimOwners", func(r *redisio.Registry) (int, error) { b, err := r.ClaimOwners(ctx, dedup, "src"); return len(b), err }, 1, n},
 		{"SetInterestScores", func(r *redisio.Registry) (int, error) { return n, r.SetInterestScores(ctx, app, scores) }, 1, n},
 		{"InterestScores", func(r *redisio.Registry) (int, error) {
 			m, err := r.InterestScores(ctx, app, "news", users)
