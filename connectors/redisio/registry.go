@@ -33,6 +33,7 @@ const timeLayout = "2006-01-02T15:04:05.000000000Z07:00"
 // for concurrent use; it holds no context and no per-call state.
 type Registry struct {
 	c        redis.UniversalClient
+	owned    bool // made by Open: Close closes c
 	k        keys
 	dedupTTL time.Duration
 	freqTTL  time.Duration
@@ -58,6 +59,25 @@ func WithFrequencyTTL(d time.Duration) Option { return func(r *Registry) { r.fre
 // WithClock sets the clock that stamps updated_at when an event has no "at"
 // (default time.Now).
 func WithClock(now func() time.Time) Option { return func(r *Registry) { r.now = now } }
+
+// Open returns a Registry with its own client to the Redis at addr
+// (host:port): what a DoFn's Setup calls, one client per worker. Close
+// releases it. Every pipeline connects through here, so connection options
+// (auth, TLS) have one place to live.
+func Open(addr string, opts ...Option) *Registry {
+	r := New(redis.NewClient(&redis.Options{Addr: addr}), opts...)
+	r.owned = true
+	return r
+}
+
+// Close closes the client of a Registry made by Open. A Registry made by New
+// leaves its client to the caller, and Close does nothing.
+func (r *Registry) Close() error {
+	if r == nil || !r.owned {
+		return nil
+	}
+	return r.c.Close()
+}
 
 // New returns a Registry on c, which may be a *redis.Client, a
 // *redis.ClusterClient or a *redis.Ring... any redis.UniversalClient. It

@@ -10,7 +10,6 @@ import (
 	"strings"
 
 	"github.com/IBM/sarama"
-	"github.com/redis/go-redis/v9"
 
 	"github.com/pushflow/pushflow"
 	"github.com/pushflow/pushflow/connectors/kafkaio"
@@ -108,9 +107,9 @@ func ApplyDevicesFile(ctx context.Context, redisAddr, path string) (applied int,
 			evs = append(evs, ev)
 		}
 	}
-	c := redis.NewClient(&redis.Options{Addr: redisAddr})
-	defer c.Close()
-	if err := redisio.New(c).Apply(ctx, evs); err != nil {
+	reg := redisio.Open(redisAddr)
+	defer reg.Close()
+	if err := reg.Apply(ctx, evs); err != nil {
 		return 0, fmt.Errorf("devstack: %w", err)
 	}
 	return len(evs), nil

@@ -11,7 +11,6 @@ import (
 
 	"github.com/apache/beam/sdks/v2/go/pkg/beam"
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/register"
-	"github.com/redis/go-redis/v9"
 
 	"github.com/pushflow/pushflow"
 	"github.com/pushflow/pushflow/connectors/redisio"
@@ -46,20 +45,16 @@ type applyFn struct {
 	RedisAddr string
 	FlushSize int
 
-	client redis.UniversalClient
-	reg    *redisio.Registry
-	buf    []pushflow.DeviceEvent
+	reg *redisio.Registry
+	buf []pushflow.DeviceEvent
 }
 
 func (fn *applyFn) Setup() {
-	fn.client = redis.NewClient(&redis.Options{Addr: fn.RedisAddr})
-	fn.reg = redisio.New(fn.client)
+	fn.reg = redisio.Open(fn.RedisAddr)
 }
 
 func (fn *applyFn) Teardown() {
-	if fn.client != nil {
-		fn.client.Close()
-	}
+	fn.reg.Close()
 }
 
 func (fn *applyFn) ProcessElement(ctx context.Context, ev pushflow.DeviceEvent, _ func(int)) error {

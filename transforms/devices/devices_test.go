@@ -215,9 +215,10 @@ func TestApplyFnRedisDown(t *testing.T) {
 	defer fn.Teardown()
 	// Fail fast: the same DoFn on a client that does not retry (Setup's
 	// retries only make the test slower).
-	fn.client.Close()
-	fn.client = redis.NewClient(&redis.Options{Addr: "127.0.0.1:1", MaxRetries: -1, DialerRetries: 1})
-	fn.reg = redisio.New(fn.client)
+	fn.reg.Close()
+	down := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1", MaxRetries: -1, DialerRetries: 1})
+	t.Cleanup(func() { down.Close() })
+	fn.reg = redisio.New(down)
 	ctx := context.Background()
 	if err := fn.ProcessElement(ctx, registerEvent("u1", "d1", 1), mustNotEmit); err != nil {
 		t.Fatalf("ProcessElement = %v, want nil (buffered)", err)

@@ -11,7 +11,6 @@ import (
 
 	"github.com/apache/beam/sdks/v2/go/pkg/beam"
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/register"
-	"github.com/redis/go-redis/v9"
 
 	"github.com/pushflow/pushflow"
 	"github.com/pushflow/pushflow/connectors/redisio"
@@ -41,19 +40,15 @@ var (
 type tokensFn struct {
 	RedisAddr string
 
-	client redis.UniversalClient
-	reg    *redisio.Registry
+	reg *redisio.Registry
 }
 
 func (fn *tokensFn) Setup() {
-	fn.client = redis.NewClient(&redis.Options{Addr: fn.RedisAddr})
-	fn.reg = redisio.New(fn.client)
+	fn.reg = redisio.Open(fn.RedisAddr)
 }
 
 func (fn *tokensFn) Teardown() {
-	if fn.client != nil {
-		fn.client.Close()
-	}
+	fn.reg.Close()
 }
 
 func (fn *tokensFn) ProcessElement(ctx context.Context, b recipient.Batch, emit func(recipient.Batch), events func(pushflow.DeliveryEvent)) error {

@@ -196,9 +196,10 @@ func TestTokensFnRedisDown(t *testing.T) {
 	defer fn.Teardown()
 	// Fail fast: the same DoFn on a client that does not retry (Setup's
 	// retries only make the test slower).
-	fn.client.Close()
-	fn.client = redis.NewClient(&redis.Options{Addr: "127.0.0.1:1", MaxRetries: -1, DialerRetries: 1})
-	fn.reg = redisio.New(fn.client)
+	fn.reg.Close()
+	down := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1", MaxRetries: -1, DialerRetries: 1})
+	t.Cleanup(func() { down.Close() })
+	fn.reg = redisio.New(down)
 	err := fn.ProcessElement(context.Background(), batch(0, recipient.Recipient{UserID: "u1"}),
 		func(recipient.Batch) { t.Error("emitted a batch with Redis down") },
 		func(pushflow.DeliveryEvent) { t.Error("emitted an event with Redis down") })

@@ -16,7 +16,6 @@ import (
 
 	"github.com/apache/beam/sdks/v2/go/pkg/beam"
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/register"
-	"github.com/redis/go-redis/v9"
 
 	"github.com/pushflow/pushflow"
 	"github.com/pushflow/pushflow/connectors/redisio"
@@ -74,19 +73,15 @@ type expandFn struct {
 	BatchSize int
 	ScanCount int64
 
-	client redis.UniversalClient
-	reg    *redisio.Registry
+	reg *redisio.Registry
 }
 
 func (fn *expandFn) Setup() {
-	fn.client = redis.NewClient(&redis.Options{Addr: fn.RedisAddr})
-	fn.reg = redisio.New(fn.client)
+	fn.reg = redisio.Open(fn.RedisAddr)
 }
 
 func (fn *expandFn) Teardown() {
-	if fn.client != nil {
-		fn.client.Close()
-	}
+	fn.reg.Close()
 }
 
 // batcher accumulates recipients and emits full batches.

@@ -411,9 +411,10 @@ func TestExpandRedisDown(t *testing.T) {
 	fn := newFn(t, "127.0.0.1:1", 10, 10)
 	// Fail fast: the same DoFn on a client that does not retry (Setup's
 	// retries only make the test slower).
-	fn.client.Close()
-	fn.client = redis.NewClient(&redis.Options{Addr: "127.0.0.1:1", MaxRetries: -1, DialerRetries: 1})
-	fn.reg = redisio.New(fn.client)
+	fn.reg.Close()
+	down := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1", MaxRetries: -1, DialerRetries: 1})
+	t.Cleanup(func() { down.Close() })
+	fn.reg = redisio.New(down)
 	err := fn.ProcessElement(context.Background(), request("r-down", pushflow.Target{Users: []string{"u1"}}),
 		func(recipient.Batch) { t.Error("emitted a batch with Redis down") },
 		func(pushflow.DeliveryEvent) { t.Error("emitted an event with Redis down") },

@@ -14,7 +14,6 @@ import (
 
 	"github.com/apache/beam/sdks/v2/go/pkg/beam"
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/register"
-	"github.com/redis/go-redis/v9"
 
 	"github.com/pushflow/pushflow"
 	"github.com/pushflow/pushflow/connectors/redisio"
@@ -69,23 +68,19 @@ var (
 type filterFn struct {
 	Cfg Config
 
-	client redis.UniversalClient
-	reg    *redisio.Registry
-	now    func() time.Time
+	reg *redisio.Registry
+	now func() time.Time
 }
 
 func (fn *filterFn) Setup() {
-	fn.client = redis.NewClient(&redis.Options{Addr: fn.Cfg.RedisAddr})
-	fn.reg = redisio.New(fn.client)
+	fn.reg = redisio.Open(fn.Cfg.RedisAddr)
 	if fn.now == nil {
 		fn.now = time.Now
 	}
 }
 
 func (fn *filterFn) Teardown() {
-	if fn.client != nil {
-		fn.client.Close()
-	}
+	fn.reg.Close()
 }
 
 // Decision is the outcome of the rules for one user: "" keeps it, otherwise

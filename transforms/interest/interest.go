@@ -23,7 +23,6 @@ import (
 	"github.com/apache/beam/sdks/v2/go/pkg/beam"
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/core/graph/window"
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/register"
-	"github.com/redis/go-redis/v9"
 
 	"github.com/pushflow/pushflow"
 	"github.com/pushflow/pushflow/connectors/redisio"
@@ -166,20 +165,16 @@ type updateFn struct {
 	Decay     float64
 	FlushSize int
 
-	client redis.UniversalClient
-	reg    *redisio.Registry
-	buf    []Tally
+	reg *redisio.Registry
+	buf []Tally
 }
 
 func (fn *updateFn) Setup() {
-	fn.client = redis.NewClient(&redis.Options{Addr: fn.RedisAddr})
-	fn.reg = redisio.New(fn.client)
+	fn.reg = redisio.Open(fn.RedisAddr)
 }
 
 func (fn *updateFn) Teardown() {
-	if fn.client != nil {
-		fn.client.Close()
-	}
+	fn.reg.Close()
 }
 
 func (fn *updateFn) ProcessElement(ctx context.Context, _ string, t Tally, _ func(int)) error {

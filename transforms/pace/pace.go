@@ -44,17 +44,42 @@
 // previous firing, so a timer that fires late does not slow the long-run
 // rate down.
 //
-// Pending batches live in a BagState, which is runner state — on Flink the
-// state backend (configure RocksDB: Flink's default HashMap backend keeps
-// state on the TaskManager heap), on Dataflow Streaming Engine — not the SDK
-// worker's heap; the slot counter and timer flag live in a ValueState. The
-// Go SDK (v2.77.0) reads a bag whole (OrderedList.ReadRange filters client
-// side too, and MapState is not supported by every portable runner), so
-// every firing reads and decodes the key's whole backlog, and rewrites what
-// stays pending when it released anything: O(backlog per key) per slot.
-// Keep the backlog per key bounded — more Shards, larger batches, a longer
-// Slot, or pacing the producer (the campaign pipeline) — rather than parking
-// a 10M-recipient audience in front of it.
+// Pending work lives in runner state — on Flink the state backend
+// (configure RocksDB: Flink's default HashMap backend keeps state on the
+// TaskManager heap), on Dataflow Streaming Engine — not the SDK worker's
+// heap, in two tiers:
+//
+//   - the inbox, a BagState ("pending") that ProcessElement only appends to:
+//     O(1) per batch;
+//   - the ready queue, a ValueState ("ready") holding a few seconds of the
+//     key's budget (about 20 slots of it; 50,000 recipients when there is
+//     no global limit), from which every firing releases.
+//
+// Each firing reads, allocates over and rewrites only the ready queue:
+// O(a few seconds of budget) per slot, however large the backlog. The Go
+// SDK (v2.77.0) reads a bag whole (OrderedList.ReadRange filters client
+// side too, and MapState is not supported by every portable runner), so the
+// inbox is read only on a refill: when the ready queue would fall below
+// about 2 slots of budget (10,000 recipients without a global limit), when
+// a campaign would empty its part of it while the inbox is not empty, or —
+// when batches arrived since the last refill — once at least RefillEvery
+// (10 slots, 1 s at the default Slot) has passed since it. A refill merges
+// the inbox with the ready queue and moves into the ready queue an even
+// selection across campaigns (Allocate over the refill target, each
+// campaign's batches in arrival order, splitting one where its share ends),
+// and rewrites the inbox with the rest: O(backlog per key), once every ~18
+// slots at full rate, and at most once per RefillEvery while new work
+// keeps arriving. So one huge campaign cannot fill the ready queue and
+// starve a later one: a campaign that arrives while another has a huge
+// backlog is admitted to the ready queue with an even share within
+// RefillEvery (+ one slot) of its arrival, and gets its even share of
+// every slot from then on. Without a global limit a firing releases at
+// most the ready queue (50,000 recipients per key per slot). Keep the
+// backlog per key reasonable all the same — a refill still decodes and
+// rewrites it — with more Shards, larger batches, or pacing the producer
+// (the campaign pipeline), rather than parking a 10M-recipient audience in
+// front of it. The slot counter, timer flag and refill bookkeeping live in
+// a ValueState ("pos").
 //
 // Output elements are in the global window, timestamped with the processing
 // time of the firing that released them (the timer's default output
@@ -199,8 +224,9 @@ var (
 	timerLateMs   = beam.NewDistribution("pushflow", "pace_timer_late_ms") // firing time − slot boundary
 )
 
-// pendingBatch is a batch waiting in a key's bag, with its arrival number:
-// bag order is not guaranteed by every runner, so release order is by N.
+// pendingBatch is a batch waiting in a key's inbox or ready queue, with its
+// arrival number: bag order is not guaranteed by every runner, so release
+// order is by N. The pieces of a split batch keep its N.
 type pendingBatch struct {
 	N     int64
 	Batch recipient.Batch
@@ -212,7 +238,20 @@ type slotState struct {
 	Last    int64 // the last slot whose budget was released; -1 before any
 	TimerAt int64 // unix ns the timer is set for; 0 when no timer is set
 	NextN   int64 // arrival counter for pendingBatch.N
+
+	Inbox    int64 // batches added to the inbox since the last refill
+	Waiting  int64 // recipients in the inbox
+	Refilled int64 // unix ns of the last refill; 0 before any
 }
+
+// Refill policy, in slots of the key's global budget (see the package doc).
+const (
+	refillLowSlots    = 2     // refill when the ready queue would fall below this
+	refillTargetSlots = 20    // a refill fills the ready queue up to this (+ the firing's budget)
+	refillEverySlots  = 10    // RefillEvery: admit new arrivals at least this often
+	refillLowUnlim    = 10000 // refillLow without a global limit, in recipients
+	refillTargetUnlim = 50000 // refillTarget without a global limit, in recipients
+)
 
 // paceFn is the stateful pacer over KV<shard int, recipient.Batch>.
 type paceFn struct {
@@ -223,7 +262,8 @@ type paceFn struct {
 	CampaignQPS        map[string]int
 	DefaultCampaignQPS int
 
-	Pending state.Bag[pendingBatch]
+	Pending state.Bag[pendingBatch]     // inbox: appended to by ProcessElement
+	Ready   state.Value[[]pendingBatch] // released from by OnTimer, by N
 	Pos     state.Value[slotState]
 	Tick    timers.ProcessingTime
 
@@ -244,6 +284,7 @@ func newFn(cfg Config) *paceFn {
 		CampaignQPS:        cfg.CampaignQPS,
 		DefaultCampaignQPS: cfg.DefaultCampaignQPS,
 		Pending:            state.MakeBagState[pendingBatch]("pending"),
+		Ready:              state.MakeValueState[[]pendingBatch]("ready"),
 		Pos:                state.MakeValueState[slotState]("pos"),
 		Tick:               timers.InProcessingTime("slot"),
 		now:                cfg.Clock,
@@ -289,6 +330,8 @@ func (fn *paceFn) ProcessElement(sp state.Provider, tp timers.Provider, _ int, b
 		return fmt.Errorf("pace: add %s/%d: %w", b.Request.Req.ID, b.Seq, err)
 	}
 	pos.NextN++
+	pos.Inbox++
+	pos.Waiting += int64(len(b.Recipients))
 	if pos.TimerAt == 0 {
 		now := fn.now().Truncate(time.Millisecond).UnixNano()
 		next := pos.Epoch + (pos.Last+1)*int64(fn.Slot) // start of the first slot not released yet
@@ -317,9 +360,9 @@ func (fn *paceFn) OnTimer(ctx context.Context, sp state.Provider, tp timers.Prov
 	if !ok {
 		return nil // nothing was ever pending for this key
 	}
-	items, _, err := fn.Pending.Read(sp)
+	ready, _, err := fn.Ready.Read(sp)
 	if err != nil {
-		return fmt.Errorf("pace: read pending: %w", err)
+		return fmt.Errorf("pace: read ready: %w", err)
 	}
 	now := fn.now().UnixNano()
 	if pos.TimerAt != 0 {
@@ -334,26 +377,26 @@ func (fn *paceFn) OnTimer(ctx context.Context, sp state.Provider, tp timers.Prov
 	}
 	last := max(pos.Last, cur-1-fn.CatchUpSlots)
 
-	slices.SortFunc(items, func(a, b pendingBatch) int { return cmp.Compare(a.N, b.N) })
-	demand := map[string]int{}
-	for _, it := range items {
-		demand[it.Batch.Request.Req.Campaign] += len(it.Batch.Recipients)
-	}
 	budget := unlimited
+	low, target := refillLowUnlim, refillTargetUnlim
 	if fn.hasGlobal {
 		budget = fn.global.between(last, cur)
+		low = fn.global.between(cur, cur+refillLowSlots)
+		target = budget + fn.global.between(cur, cur+refillTargetSlots)
 	}
-	ceiling := map[string]int{}
-	for c := range demand {
-		if r, ok := fn.campaignRate(c); ok {
-			ceiling[c] = r.between(last, cur)
+	demand, alloc := fn.allocate(ready, budget, last, cur)
+	refilled := false
+	if pos.Waiting > 0 && fn.needRefill(pos, demand, alloc, low, now) {
+		refilled = true
+		if ready, err = fn.refill(sp, &pos, ready, target, cur, now); err != nil {
+			return err
 		}
+		demand, alloc = fn.allocate(ready, budget, last, cur)
 	}
-	alloc := Allocate(budget, demand, ceiling, int(cur))
 
 	released, backlog := 0, 0
-	keep := items[:0]
-	for _, it := range items {
+	keep := ready[:0]
+	for _, it := range ready {
 		c := it.Batch.Request.Req.Campaign
 		rs := it.Batch.Recipients
 		take := min(alloc[c], len(rs))
@@ -372,23 +415,24 @@ func (fn *paceFn) OnTimer(ctx context.Context, sp state.Provider, tp timers.Prov
 			backlog += len(rs) - take
 		}
 	}
-	if released > 0 {
-		if err := fn.Pending.Clear(sp); err != nil {
-			return fmt.Errorf("pace: clear pending: %w", err)
+	if released > 0 || refilled {
+		if len(keep) == 0 {
+			err = fn.Ready.Clear(sp)
+		} else {
+			err = fn.Ready.Write(sp, keep)
 		}
-		for _, it := range keep {
-			if err := fn.Pending.Add(sp, it); err != nil {
-				return fmt.Errorf("pace: keep %s/%d: %w", it.Batch.Request.Req.ID, it.Batch.Seq, err)
-			}
+		if err != nil {
+			return fmt.Errorf("pace: write ready: %w", err)
 		}
 	}
+	backlog += int(pos.Waiting)
 	releasedCount.Inc(ctx, int64(released))
 	slotUsed.Update(ctx, int64(released))
 	backlogDist.Update(ctx, int64(backlog))
 
 	pos.Last = cur
 	pos.TimerAt = 0
-	if len(keep) > 0 {
+	if len(keep) > 0 || pos.Waiting > 0 {
 		pos.TimerAt = pos.Epoch + (cur+1)*int64(fn.Slot)
 		fn.Tick.Set(tp, time.Unix(0, pos.TimerAt))
 	}
@@ -396,6 +440,91 @@ func (fn *paceFn) OnTimer(ctx context.Context, sp state.Provider, tp timers.Prov
 		return fmt.Errorf("pace: write position: %w", err)
 	}
 	return nil
+}
+
+// allocate returns the demand per campaign of items and the allocation of
+// the slots (last, cur] among them.
+func (fn *paceFn) allocate(items []pendingBatch, budget int, last, cur int64) (demand, alloc map[string]int) {
+	demand = map[string]int{}
+	for _, it := range items {
+		demand[it.Batch.Request.Req.Campaign] += len(it.Batch.Recipients)
+	}
+	ceiling := map[string]int{}
+	for c := range demand {
+		if r, ok := fn.campaignRate(c); ok {
+			ceiling[c] = r.between(last, cur)
+		}
+	}
+	return demand, Allocate(budget, demand, ceiling, int(cur))
+}
+
+// needRefill reports whether a firing with a non-empty inbox must refill
+// the ready queue before releasing: the ready queue would fall below low,
+// a campaign would empty its part of it (the inbox may hold more of it), or
+// batches arrived since a refill at least RefillEvery ago.
+func (fn *paceFn) needRefill(pos slotState, demand, alloc map[string]int, low int, now int64) bool {
+	left := 0
+	for c, d := range demand {
+		if alloc[c] >= d {
+			return true
+		}
+		left += d - alloc[c]
+	}
+	if left < low {
+		return true
+	}
+	return pos.Inbox > 0 && now-pos.Refilled >= refillEverySlots*int64(fn.Slot)
+}
+
+// refill merges the inbox with ready and returns the new ready queue: an
+// even selection across campaigns of at most target recipients, each
+// campaign's batches in arrival order. What is not selected goes back to
+// the inbox. It updates pos's refill bookkeeping.
+func (fn *paceFn) refill(sp state.Provider, pos *slotState, ready []pendingBatch, target int, cur, now int64) ([]pendingBatch, error) {
+	inbox, _, err := fn.Pending.Read(sp)
+	if err != nil {
+		return nil, fmt.Errorf("pace: read pending: %w", err)
+	}
+	// Ready first: the stable sort keeps the ready piece of a split batch
+	// (its earlier recipients) before the inbox piece with the same N.
+	all := append(slices.Clip(ready), inbox...)
+	slices.SortStableFunc(all, func(a, b pendingBatch) int { return cmp.Compare(a.N, b.N) })
+	demand := map[string]int{}
+	for _, it := range all {
+		demand[it.Batch.Request.Req.Campaign] += len(it.Batch.Recipients)
+	}
+	quota := Allocate(target, demand, nil, int(cur))
+	var sel, rest []pendingBatch
+	waiting := 0
+	for _, it := range all {
+		c := it.Batch.Request.Req.Campaign
+		rs := it.Batch.Recipients
+		take := min(quota[c], len(rs))
+		quota[c] -= take
+		switch take {
+		case len(rs):
+			sel = append(sel, it)
+		case 0:
+			rest = append(rest, it)
+			waiting += len(rs)
+		default:
+			sel = append(sel, pendingBatch{N: it.N, Batch: it.Batch.With(rs[:take:take])})
+			rest = append(rest, pendingBatch{N: it.N, Batch: it.Batch.With(rs[take:])})
+			waiting += len(rs) - take
+		}
+	}
+	if len(inbox) > 0 || len(rest) > 0 {
+		if err := fn.Pending.Clear(sp); err != nil {
+			return nil, fmt.Errorf("pace: clear pending: %w", err)
+		}
+		for _, it := range rest {
+			if err := fn.Pending.Add(sp, it); err != nil {
+				return nil, fmt.Errorf("pace: keep %s/%d: %w", it.Batch.Request.Req.ID, it.Batch.Seq, err)
+			}
+		}
+	}
+	pos.Inbox, pos.Waiting, pos.Refilled = 0, int64(waiting), now
+	return sel, nil
 }
 
 func floorDiv(a, b int64) int64 {

@@ -21,7 +21,6 @@ import (
 
 	"github.com/apache/beam/sdks/v2/go/pkg/beam"
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/register"
-	"github.com/redis/go-redis/v9"
 
 	"github.com/pushflow/pushflow"
 	"github.com/pushflow/pushflow/connectors/apnsio"
@@ -74,15 +73,13 @@ var (
 type sendFn struct {
 	Cfg Config
 
-	client redis.UniversalClient
-	reg    *redisio.Registry
-	apns   *apnsio.Client
-	fcm    *fcmio.Client
+	reg  *redisio.Registry
+	apns *apnsio.Client
+	fcm  *fcmio.Client
 }
 
 func (fn *sendFn) Setup() error {
-	fn.client = redis.NewClient(&redis.Options{Addr: fn.Cfg.RedisAddr})
-	fn.reg = redisio.New(fn.client)
+	fn.reg = redisio.Open(fn.Cfg.RedisAddr)
 	var err error
 	if fn.apns, err = apnsio.NewClient(fn.Cfg.APNs); err != nil {
 		return fmt.Errorf("send: %w", err)
@@ -102,9 +99,7 @@ func (fn *sendFn) Teardown() {
 	if fn.fcm != nil {
 		fn.fcm.Close()
 	}
-	if fn.client != nil {
-		fn.client.Close()
-	}
+	fn.reg.Close()
 }
 
 // Expired reports whether a request's TTL has passed at now.
