@@ -108,6 +108,8 @@ func BenchmarkLargeBacklog(b *testing.B) {
 			}
 			var keys []key
 			released, reads, firings := 0, 0, 0
+			var plainNs, readNs time.Duration // CPU of firings without and with an inbox read
+			plain := 0
 			emit := func(x recipient.Batch) { released += len(x.Recipients) }
 			load := func() {
 				for _, k := range keys {
@@ -145,8 +147,15 @@ func BenchmarkLargeBacklog(b *testing.B) {
 				if k.tp.at.After(now) {
 					now = k.tp.at
 				}
+				r0, start := k.sp.reads, time.Now()
 				if err := k.fn.OnTimer(context.Background(), k.sp, k.tp, 0, timers.Context{Family: "slot"}, emit); err != nil {
 					b.Fatal(err)
+				}
+				if d := time.Since(start); k.sp.reads == r0 {
+					plainNs += d
+					plain++
+				} else {
+					readNs += d
 				}
 				firings++
 			}
@@ -156,6 +165,12 @@ func BenchmarkLargeBacklog(b *testing.B) {
 			}
 			b.ReportMetric(float64(released)/float64(firings), "recipients/firing")
 			b.ReportMetric(float64(reads)/float64(firings), "bagreads/firing")
+			if plain > 0 {
+				b.ReportMetric(float64(plainNs.Nanoseconds())/float64(plain), "ns/plain_firing")
+			}
+			if firings > plain {
+				b.ReportMetric(float64(readNs.Nanoseconds())/float64(firings-plain), "ns/refill_firing")
+			}
 		})
 	}
 }

@@ -368,16 +368,125 @@ func TestFnEarlyFiringStillAdvances(t *testing.T) {
 	}
 }
 
-func TestFnReadsBagOncePerFiring(t *testing.T) {
+func TestFnReadsInboxOnlyOnRefill(t *testing.T) {
 	h := newHarness(t, Config{Slot: 50 * time.Millisecond, GlobalQPS: 1000})
 	h.add(batches("r", "c", 200, 10)...)
 	if h.sp.reads != 0 {
-		t.Errorf("ProcessElement read the bag %d times, want 0 (append only)", h.sp.reads)
+		t.Errorf("ProcessElement read the inbox %d times, want 0 (append only)", h.sp.reads)
+	}
+	h.fire(0) // the first firing refills the empty ready queue: 200 < 20 slots of 50
+	if h.sp.reads != 1 {
+		t.Errorf("first firing read the inbox %d times, want once (refill)", h.sp.reads)
+	}
+	if got := len(h.sp.bags["pending"]); got != 0 {
+		t.Errorf("inbox after the refill holds %d batches, want 0 (all moved to ready)", got)
 	}
 	n := h.drain(0)
-	if h.sp.reads != n {
-		t.Errorf("%d firings read the bag %d times, want once each", n, h.sp.reads)
+	if h.sp.reads != 1 {
+		t.Errorf("%d more firings with a sufficient ready queue and nothing new read the inbox %d times, want 0", n, h.sp.reads-1)
 	}
+	if got := len(users(h.out, "r")); got != 200 || n != 3 {
+		t.Errorf("released %d in %d more firings, want 200 in 3", got, n)
+	}
+	if _, ok := h.sp.values["ready"]; ok {
+		t.Errorf("ready queue not cleared after the drain")
+	}
+}
+
+func TestFnLargeBacklogReadsInboxRarely(t *testing.T) {
+	// 100,000 recipients of one campaign in 1-recipient batches, 1000/s in
+	// 100 ms slots: every firing releases exactly 100 from the ready queue
+	// and reads the inbox only to refill it (≈ every 19 slots).
+	h := newHarness(t, Config{Slot: 100 * time.Millisecond, GlobalQPS: 1000})
+	h.add(batches("big", "c", 100_000, 1)...)
+	for i := range 50 {
+		before := len(h.out)
+		h.fire(0)
+		got := 0
+		for _, r := range h.out[before:] {
+			got += len(r.Batch.Recipients)
+		}
+		if got != 100 {
+			t.Fatalf("firing %d released %d, want exactly the slot budget 100", i, got)
+		}
+	}
+	if h.sp.reads > 5 {
+		t.Errorf("50 firings read the inbox %d times, want at most 5", h.sp.reads)
+	}
+	t.Logf("50 firings, %d inbox reads", h.sp.reads)
+	if diff := cmp.Diff(wantUsers("big", 5000), users(h.out, "big")); diff != "" {
+		t.Errorf("users out of order (-want +got):\n%s", diff)
+	}
+}
+
+func TestFnNewCampaignAdmittedWithinRefillEvery(t *testing.T) {
+	// A has 50,000 pending; B (300) arrives right after a refill. B must
+	// start releasing within RefillEvery + 1 slot of its arrival and then
+	// get an even share of every slot.
+	slot := 100 * time.Millisecond
+	h := newHarness(t, Config{Slot: slot, GlobalQPS: 1000})
+	h.add(batches("a1", "a", 50_000, 70)...)
+	h.fire(0) // refill at t0
+	h.now = t0.Add(10 * time.Millisecond)
+	arrived := h.now.Sub(t0)
+	h.add(batches("b1", "b", 300, 30)...)
+	h.drain(0)
+
+	var firstB time.Duration = -1
+	fs := perFiring(h.out)
+	var ats []time.Duration
+	for at := range fs {
+		ats = append(ats, at)
+	}
+	slices.Sort(ats)
+	for _, at := range ats {
+		got := fs[at]
+		if got["a"]+got["b"] != 100 && got["a"] > 0 {
+			t.Errorf("slot at %v released %v, want the whole budget 100", at, got)
+		}
+		if got["b"] > 0 && firstB < 0 {
+			firstB = at
+		}
+		if firstB >= 0 && at < firstB+6*slot && (got["a"] != 50 || got["b"] != 50) {
+			t.Errorf("slot at %v released %v once B started at %v, want 50 each", at, got, firstB)
+		}
+	}
+	if bound := arrived + refillEverySlots*slot + slot; firstB < 0 || firstB > bound {
+		t.Errorf("B arrived at %v and first released at %v, want by %v", arrived, firstB, bound)
+	}
+	t.Logf("B arrived at %v, first released at %v", arrived, firstB)
+	for id, n := range map[string]int{"a1": 50_000, "b1": 300} {
+		if diff := cmp.Diff(wantUsers(id, n), users(h.out, id)); diff != "" {
+			t.Errorf("%s users out of order or not exactly once (-want +got):\n%s", id, diff)
+		}
+	}
+	if len(h.sp.bags["pending"]) != 0 {
+		t.Errorf("inbox after drain = %d batches, want 0", len(h.sp.bags["pending"]))
+	}
+}
+
+func TestFnCappedCampaignDoesNotStallReadyQueue(t *testing.T) {
+	// A capped campaign's part of the ready queue drains slowly; when the
+	// uncapped one empties its part, the firing must refill rather than
+	// release only the capped campaign's 10.
+	h := newHarness(t, Config{Slot: 100 * time.Millisecond, GlobalQPS: 1000, CampaignQPS: map[string]int{"slow": 100}})
+	h.add(batches("f1", "fast", 20_000, 50)...)
+	h.add(batches("s1", "slow", 20_000, 50)...)
+	for i := range 100 {
+		before := len(h.out)
+		h.fire(0)
+		got := map[string]int{}
+		for _, r := range h.out[before:] {
+			got[r.Batch.Request.Req.Campaign] += len(r.Batch.Recipients)
+		}
+		if got["fast"] != 90 || got["slow"] != 10 {
+			t.Fatalf("firing %d released %v, want fast 90 and slow 10", i, got)
+		}
+	}
+	if h.sp.reads > 12 {
+		t.Errorf("100 firings read the inbox %d times, want at most 12", h.sp.reads)
+	}
+	t.Logf("100 firings, %d inbox reads", h.sp.reads)
 }
 
 func TestConfigValidation(t *testing.T) {
