@@ -391,7 +391,7 @@ func (fn *paceFn) OnTimer(ctx context.Context, sp state.Provider, tp timers.Prov
 		if ready, err = fn.refill(sp, &pos, ready, target, cur, now); err != nil {
 			return err
 		}
-		demand, alloc = fn.allocate(ready, budget, last, cur)
+		_, alloc = fn.allocate(ready, budget, last, cur)
 	}
 
 	released, backlog := 0, 0
