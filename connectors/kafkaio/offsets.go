@@ -87,11 +87,13 @@ func resolveStarts(client sarama.Client, group, start, topic string, parts []int
 	return out, nil
 }
 
-// fetchCommitted returns the group's committed offsets for the partitions of
-// topic that have one.
-func fetchCommitted(client sarama.Client, group, topic string, parts []int32) (map[int32]int64, error) {
+// withCoordinator calls call with group's coordinator, up to attempts
+// times: again after a growing pause and a coordinator refresh when the
+// coordinator cannot be found, the request fails, or call says to retry. It
+// returns nil once call succeeds, else the last error.
+func withCoordinator(client sarama.Client, group string, attempts int, call func(coord *sarama.Broker) (retry bool, err error)) error {
 	var lastErr error
-	for attempt := 0; attempt < 5; attempt++ {
+	for attempt := 0; attempt < attempts; attempt++ {
 		if attempt > 0 {
 			time.Sleep(time.Duration(attempt) * 100 * time.Millisecond)
 			_ = client.RefreshCoordinator(group)
@@ -101,39 +103,58 @@ func fetchCommitted(client sarama.Client, group, topic string, parts []int32) (m
 			lastErr = err
 			continue
 		}
+		retry, err := call(coord)
+		if err == nil {
+			return nil
+		}
+		lastErr = err
+		if !retry {
+			break
+		}
+	}
+	return lastErr
+}
+
+// fetchCommitted returns the group's committed offsets for the partitions of
+// topic that have one.
+func fetchCommitted(client sarama.Client, group, topic string, parts []int32) (map[int32]int64, error) {
+	out := make(map[int32]int64, len(parts))
+	var blockErr error // a partition's own error: final, not retried
+	err := withCoordinator(client, group, 5, func(coord *sarama.Broker) (bool, error) {
 		req := sarama.NewOffsetFetchRequest(client.Config().Version, group, map[string][]int32{topic: parts})
 		resp, err := coord.FetchOffset(req)
 		if err != nil {
-			lastErr = err
-			continue
+			return true, err
 		}
 		kerr := responseErr(resp)
 		if kerr == sarama.ErrGroupIDNotFound { // kfake: a group that never committed
-			return map[int32]int64{}, nil
+			return false, nil
 		}
 		if kerr != sarama.ErrNoError {
-			lastErr = kerr
-			if retriable(kerr) {
-				continue
-			}
-			break
+			return retriable(kerr), kerr
 		}
-		out := make(map[int32]int64, len(parts))
 		for _, p := range parts {
 			b := resp.GetBlock(topic, p)
 			if b == nil {
 				continue
 			}
 			if b.Err != sarama.ErrNoError {
-				return nil, fmt.Errorf("kafkaio: committed offset of group %q for %s/%d: %w", group, topic, p, b.Err)
+				blockErr = fmt.Errorf("kafkaio: committed offset of group %q for %s/%d: %w", group, topic, p, b.Err)
+				return false, nil
 			}
 			if b.Offset >= 0 {
 				out[p] = b.Offset
 			}
 		}
-		return out, nil
+		return false, nil
+	})
+	if blockErr != nil {
+		return nil, blockErr
 	}
-	return nil, fmt.Errorf("kafkaio: fetch committed offsets of group %q (is the group coordinator reachable?): %w", group, lastErr)
+	if err != nil {
+		return nil, fmt.Errorf("kafkaio: fetch committed offsets of group %q (is the group coordinator reachable?): %w", group, err)
+	}
+	return out, nil
 }
 
 func responseErr(resp *sarama.OffsetFetchResponse) sarama.KError {
@@ -160,17 +181,7 @@ func retriable(err sarama.KError) bool {
 // commitOffsets commits next-offsets (the offset of the next record to
 // read) for the given partitions of topic, as a simple (non-member) consumer.
 func commitOffsets(client sarama.Client, group, topic string, offsets map[int32]int64) error {
-	var lastErr error
-	for attempt := 0; attempt < 3; attempt++ {
-		if attempt > 0 {
-			time.Sleep(time.Duration(attempt) * 100 * time.Millisecond)
-			_ = client.RefreshCoordinator(group)
-		}
-		coord, err := client.Coordinator(group)
-		if err != nil {
-			lastErr = err
-			continue
-		}
+	err := withCoordinator(client, group, 3, func(coord *sarama.Broker) (bool, error) {
 		req := &sarama.OffsetCommitRequest{
 			Version:                 commitVersion(client.Config().Version),
 			ConsumerGroup:           group,
@@ -182,8 +193,7 @@ func commitOffsets(client sarama.Client, group, topic string, offsets map[int32]
 		}
 		resp, err := coord.CommitOffset(req)
 		if err != nil {
-			lastErr = err
-			continue
+			return true, err
 		}
 		var errs []string
 		retry := false
@@ -196,14 +206,14 @@ func commitOffsets(client sarama.Client, group, topic string, offsets map[int32]
 			}
 		}
 		if len(errs) == 0 {
-			return nil
+			return false, nil
 		}
-		lastErr = errors.New(strings.Join(errs, "; "))
-		if !retry {
-			break
-		}
+		return retry, errors.New(strings.Join(errs, "; "))
+	})
+	if err != nil {
+		return fmt.Errorf("kafkaio: commit offsets of group %q: %w", group, err)
 	}
-	return fmt.Errorf("kafkaio: commit offsets of group %q: %w", group, lastErr)
+	return nil
 }
 
 func commitVersion(v sarama.KafkaVersion) int16 {
