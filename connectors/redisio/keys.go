@@ -1,6 +1,9 @@
 package redisio
 
-import "strings"
+import (
+	"strconv"
+	"strings"
+)
 
 // keys builds every Redis key the registry uses. It is pure, so the layout
 // is table-tested without a server. LAYOUT.md explains each key.
@@ -78,4 +81,10 @@ func (k keys) users(app string) string {
 // dedup is the claim marker of one caller-chosen dedup key.
 func (k keys) dedup(key string) string {
 	return k.prefix + "dedup:" + key
+}
+
+// paceBacklog is the hash campaign → recipients pending in one pacing shard
+// of one paced lane, as last reported by that shard's pacer.
+func (k keys) paceBacklog(lane string, shard int) string {
+	return k.prefix + "pace:" + esc(lane) + ":" + strconv.Itoa(shard)
 }

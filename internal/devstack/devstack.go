@@ -21,6 +21,7 @@ import (
 	"github.com/pushflow/pushflow"
 	"github.com/pushflow/pushflow/connectors/apnsio/apnsiotest"
 	"github.com/pushflow/pushflow/connectors/fcmio/fcmiotest"
+	"github.com/pushflow/pushflow/connectors/redisio/redistest"
 )
 
 // Options configure Start. The zero value is usable.
@@ -58,8 +59,9 @@ type Stack struct {
 	Kafka *kfake.Cluster
 	Redis *miniredis.Miniredis // nil when Options.RedisAddr was given
 
-	dir    string
-	ownDir bool
+	dir      string
+	ownDir   bool
+	stopTTLs func()
 }
 
 // TeamID is the APNs team the dev stack's token key belongs to.
@@ -110,6 +112,7 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 			return nil, fmt.Errorf("devstack: start redis store: %w", err)
 		}
 		st.RedisAddr = st.Redis.Addr()
+		st.stopTTLs = redistest.RealTimeTTLs(st.Redis)
 	}
 
 	keyPEM, keyID, err := apnsiotest.GenerateKey()
@@ -151,6 +154,7 @@ func (st *Stack) Close() error {
 		st.FCM.Close()
 	}
 	if st.Redis != nil {
+		st.stopTTLs()
 		st.Redis.Close()
 	}
 	if st.Kafka != nil {

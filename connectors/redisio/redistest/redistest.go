@@ -55,7 +55,33 @@ func Start(t testing.TB) (addr string) {
 // stops it.
 func StartMini(t testing.TB) (addr string) {
 	t.Helper()
-	return miniredis.RunT(t).Addr()
+	m := miniredis.RunT(t)
+	t.Cleanup(RealTimeTTLs(m))
+	return m.Addr()
+}
+
+// RealTimeTTLs makes m's keys expire with the wall clock, as on a real
+// server: miniredis only counts TTLs down when told to (FastForward). It
+// returns a function that stops the clock.
+func RealTimeTTLs(m *miniredis.Miniredis) (stop func()) {
+	done := make(chan struct{})
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		tick := time.NewTicker(20 * time.Millisecond)
+		defer tick.Stop()
+		last := time.Now()
+		for {
+			select {
+			case <-done:
+				return
+			case now := <-tick.C:
+				m.FastForward(now.Sub(last))
+				last = now
+			}
+		}
+	}()
+	return func() { close(done); <-finished }
 }
 
 // StartServer starts a redis-server like Start, for callers without a
