@@ -74,16 +74,44 @@
 // backlog is admitted to the ready queue with an even share within
 // RefillEvery (+ one slot) of its arrival, and gets its even share of
 // every slot from then on. Without a global limit a firing releases at
-// most the ready queue (50,000 recipients per key per slot). Keep the
-// backlog per key reasonable all the same — a refill still decodes and
-// rewrites it — with more Shards, larger batches, or pacing the producer
-// (the campaign pipeline), rather than parking a 10M-recipient audience in
-// front of it. The slot counter, timer flag and refill bookkeeping live in
-// a ValueState ("pos").
+// most the ready queue (50,000 recipients per key per slot). The backlog
+// per key should stay reasonable all the same — a refill still decodes and
+// rewrites it. With backpressure on (see below; dispatch turns it on
+// whenever the lane is paced) the expansion keeps each campaign's backlog
+// near its limit instead of parking a 10M-recipient audience here; without
+// it, use more Shards, larger batches, or pace the producer (the campaign
+// pipeline). The slot counter, timer flag and refill bookkeeping live in a
+// ValueState ("pos").
 //
 // Output elements are in the global window, timestamped with the processing
 // time of the firing that released them (the timer's default output
 // timestamp), which holds the output watermark while work is pending.
+//
+// # Backpressure
+//
+// With Config.RedisAddr set, every firing ends by reporting what its key
+// (shard) still holds: the recipients pending per campaign, in the ready
+// queue and the inbox together, as the Redis hash pf:pace:<Lane>:<shard>
+// (redisio.Registry.ReportBacklog; one round trip per firing). A key that
+// has nothing left reports an empty map, which deletes the hash. Reports
+// expire after ReportTTL (30 s), and a key refreshes its report every slot
+// while anything is pending, so the report of a shard that stopped firing
+// (a stopped pipeline, or a shard dropped by lowering Shards) soon stops
+// counting. Counts are absolute — each report replaces the shard's
+// previous one — not credits added and taken back, so a retried firing or
+// bundle cannot make them drift. A failed report does not fail the firing
+// (that would replay its releases): it is logged (at most once per 10 s
+// per worker) and counted in pushflow/pace_report_errors, and the previous
+// report stays until it is replaced or expires.
+//
+// The expansion of large audiences (broadcast, tags, files) reads its
+// campaign's sum over the lane's shards (redisio.Registry.Backlog) and
+// pauses reading while it is over its limit, so pacing state holds about
+// that limit per campaign rather than the whole audience. Reports lag
+// releases not at all (a firing reports after releasing) and arrivals by
+// at most a slot (the next firing counts them), so the backlog overshoots
+// the limit by about what the expansion emits in a slot and between its
+// reads of the sum.
 package pace
 
 import (
@@ -91,8 +119,10 @@ import (
 	"context"
 	"fmt"
 	"hash/fnv"
+	"log/slog"
 	"reflect"
 	"slices"
+	"sync/atomic"
 	"time"
 
 	"github.com/apache/beam/sdks/v2/go/pkg/beam"
@@ -101,6 +131,7 @@ import (
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/core/timers"
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/register"
 
+	"github.com/pushflow/pushflow/connectors/redisio"
 	"github.com/pushflow/pushflow/transforms/recipient"
 )
 
@@ -118,6 +149,13 @@ const DefaultSlot = 100 * time.Millisecond
 
 // DefaultCatchUpSlots is Config.CatchUp, in slots, when it is zero.
 const DefaultCatchUpSlots = 5
+
+// DefaultLane is Config.Lane when it is empty.
+const DefaultLane = "paced"
+
+// ReportTTL is how long a backlog report lives in Redis unless the key's
+// next firing replaces it (see the package doc's Backpressure section).
+const ReportTTL = 30 * time.Second
 
 // Config configures Paced. Rates are recipients per second; 0 means no limit.
 type Config struct {
@@ -143,6 +181,13 @@ type Config struct {
 	// rate on a runner whose timers fire late, at the cost of a larger
 	// burst after a stall.
 	CatchUp time.Duration
+	// RedisAddr is the Redis (host:port) every firing reports its key's
+	// backlog to, for the expansion's backpressure; see the package doc.
+	// "" = no reports.
+	RedisAddr string
+	// Lane names the paced lane in the report keys (pf:pace:<Lane>:<shard>);
+	// the expansion reads the same lane. Default DefaultLane ("paced").
+	Lane string
 	// Clock returns the processing time. It is for unit tests that drive the
 	// DoFn directly; runners fire timers on their own clock (and do not ship
 	// functions to workers), so Paced rejects a non-nil Clock. Default
@@ -178,6 +223,9 @@ func (cfg Config) withDefaults(prefix string) Config {
 	}
 	if cfg.CatchUp == 0 {
 		cfg.CatchUp = DefaultCatchUpSlots * cfg.Slot
+	}
+	if cfg.Lane == "" {
+		cfg.Lane = DefaultLane
 	}
 	return cfg
 }
@@ -222,6 +270,7 @@ var (
 	slotUsed      = beam.NewDistribution("pushflow", "pace_slot_used")     // recipients released per key per firing
 	backlogDist   = beam.NewDistribution("pushflow", "pace_backlog")       // recipients pending per key after a firing
 	timerLateMs   = beam.NewDistribution("pushflow", "pace_timer_late_ms") // firing time − slot boundary
+	reportErrors  = beam.NewCounter("pushflow", "pace_report_errors")      // backlog reports that failed
 )
 
 // pendingBatch is a batch waiting in a key's inbox or ready queue, with its
@@ -239,9 +288,10 @@ type slotState struct {
 	TimerAt int64 // unix ns the timer is set for; 0 when no timer is set
 	NextN   int64 // arrival counter for pendingBatch.N
 
-	Inbox    int64 // batches added to the inbox since the last refill
-	Waiting  int64 // recipients in the inbox
-	Refilled int64 // unix ns of the last refill; 0 before any
+	Inbox     int64            // batches added to the inbox since the last refill
+	Waiting   int64            // recipients in the inbox
+	WaitingBy map[string]int64 // recipients in the inbox per campaign; no zero entries
+	Refilled  int64            // unix ns of the last refill; 0 before any
 }
 
 // Refill policy, in slots of the key's global budget (see the package doc).
@@ -261,6 +311,8 @@ type paceFn struct {
 	GlobalQPS          int
 	CampaignQPS        map[string]int
 	DefaultCampaignQPS int
+	RedisAddr          string
+	Lane               string
 
 	Pending state.Bag[pendingBatch]     // inbox: appended to by ProcessElement
 	Ready   state.Value[[]pendingBatch] // released from by OnTimer, by N
@@ -273,6 +325,7 @@ type paceFn struct {
 	campaign  map[string]rate // campaigns with a ceiling
 	def       rate
 	hasDef    bool
+	reg       *redisio.Registry // nil without RedisAddr
 }
 
 func newFn(cfg Config) *paceFn {
@@ -283,6 +336,8 @@ func newFn(cfg Config) *paceFn {
 		GlobalQPS:          cfg.GlobalQPS,
 		CampaignQPS:        cfg.CampaignQPS,
 		DefaultCampaignQPS: cfg.DefaultCampaignQPS,
+		RedisAddr:          cfg.RedisAddr,
+		Lane:               cfg.Lane,
 		Pending:            state.MakeBagState[pendingBatch]("pending"),
 		Ready:              state.MakeValueState[[]pendingBatch]("ready"),
 		Pos:                state.MakeValueState[slotState]("pos"),
@@ -303,6 +358,13 @@ func (fn *paceFn) Setup() {
 			fn.campaign[c] = r
 		}
 	}
+	if fn.RedisAddr != "" {
+		fn.reg = redisio.Open(fn.RedisAddr)
+	}
+}
+
+func (fn *paceFn) Teardown() {
+	fn.reg.Close()
 }
 
 // campaignRate is c's per-shard ceiling, or ok=false when it has none.
@@ -332,6 +394,10 @@ func (fn *paceFn) ProcessElement(sp state.Provider, tp timers.Provider, _ int, b
 	pos.NextN++
 	pos.Inbox++
 	pos.Waiting += int64(len(b.Recipients))
+	if pos.WaitingBy == nil {
+		pos.WaitingBy = map[string]int64{}
+	}
+	pos.WaitingBy[b.Request.Req.Campaign] += int64(len(b.Recipients))
 	if pos.TimerAt == 0 {
 		now := fn.now().Truncate(time.Millisecond).UnixNano()
 		next := pos.Epoch + (pos.Last+1)*int64(fn.Slot) // start of the first slot not released yet
@@ -349,7 +415,7 @@ func (fn *paceFn) ProcessElement(sp state.Provider, tp timers.Provider, _ int, b
 	return nil
 }
 
-func (fn *paceFn) OnTimer(ctx context.Context, sp state.Provider, tp timers.Provider, _ int, timer timers.Context, emit func(recipient.Batch)) error {
+func (fn *paceFn) OnTimer(ctx context.Context, sp state.Provider, tp timers.Provider, shard int, timer timers.Context, emit func(recipient.Batch)) error {
 	if timer.Family != fn.Tick.Family {
 		return nil
 	}
@@ -439,7 +505,56 @@ func (fn *paceFn) OnTimer(ctx context.Context, sp state.Provider, tp timers.Prov
 	if err := fn.Pos.Write(sp, pos); err != nil {
 		return fmt.Errorf("pace: write position: %w", err)
 	}
+	if fn.reg != nil {
+		fn.report(ctx, shard, pendingBy(keep, pos.WaitingBy))
+	}
 	return nil
+}
+
+// pendingBy returns the recipients pending per campaign: those of ready
+// plus waiting (the inbox's). Campaigns with none are left out.
+func pendingBy(ready []pendingBatch, waiting map[string]int64) map[string]int64 {
+	m := make(map[string]int64, len(waiting))
+	for c, n := range waiting {
+		if n > 0 {
+			m[c] = n
+		}
+	}
+	for _, it := range ready {
+		if n := len(it.Batch.Recipients); n > 0 {
+			m[it.Batch.Request.Req.Campaign] += int64(n)
+		}
+	}
+	return m
+}
+
+// reportLogEvery is the least time between two logged report errors of a
+// worker; reportLogged is the unix ns of the last one.
+const reportLogEvery = 10 * time.Second
+
+var reportLogged atomic.Int64
+
+// report publishes pending as shard's backlog. Reports are advisory: an
+// error is counted and logged, never returned, since failing the firing
+// would replay its releases. Connecting is bounded by about a slot (10 ms
+// … 1 s), so an unreachable Redis delays firings by less than CatchUp makes
+// up for and does not slow the lane down. (A Redis that accepts
+// connections but does not answer is bounded only by the client's read
+// timeout: the go-redis client of redisio.Open ignores context deadlines
+// on socket reads.)
+func (fn *paceFn) report(ctx context.Context, shard int, pending map[string]int64) {
+	rctx, cancel := context.WithTimeout(ctx, min(max(fn.Slot, 10*time.Millisecond), time.Second))
+	defer cancel()
+	err := fn.reg.ReportBacklog(rctx, fn.Lane, shard, pending, ReportTTL)
+	if err == nil {
+		return
+	}
+	reportErrors.Inc(ctx, 1)
+	now := time.Now().UnixNano()
+	if last := reportLogged.Load(); now-last >= int64(reportLogEvery) && reportLogged.CompareAndSwap(last, now) {
+		slog.WarnContext(ctx, "pace: backlog report failed; the expansion's backpressure sees the previous report until it expires (logged at most every 10s)",
+			"redis", fn.RedisAddr, "lane", fn.Lane, "shard", shard, "ttl", ReportTTL, "err", err)
+	}
 }
 
 // allocate returns the demand per campaign of items and the allocation of
@@ -496,6 +611,7 @@ func (fn *paceFn) refill(sp state.Provider, pos *slotState, ready []pendingBatch
 	quota := Allocate(target, demand, nil, int(cur))
 	var sel, rest []pendingBatch
 	waiting := 0
+	var waitingBy map[string]int64
 	for _, it := range all {
 		c := it.Batch.Request.Req.Campaign
 		rs := it.Batch.Recipients
@@ -512,6 +628,12 @@ func (fn *paceFn) refill(sp state.Provider, pos *slotState, ready []pendingBatch
 			rest = append(rest, pendingBatch{N: it.N, Batch: it.Batch.With(rs[take:])})
 			waiting += len(rs) - take
 		}
+		if n := len(rs) - take; n > 0 {
+			if waitingBy == nil {
+				waitingBy = map[string]int64{}
+			}
+			waitingBy[c] += int64(n)
+		}
 	}
 	if len(inbox) > 0 || len(rest) > 0 {
 		if err := fn.Pending.Clear(sp); err != nil {
@@ -523,7 +645,7 @@ func (fn *paceFn) refill(sp state.Provider, pos *slotState, ready []pendingBatch
 			}
 		}
 	}
-	pos.Inbox, pos.Waiting, pos.Refilled = 0, int64(waiting), now
+	pos.Inbox, pos.Waiting, pos.WaitingBy, pos.Refilled = 0, int64(waiting), waitingBy, now
 	return sel, nil
 }
 

@@ -82,6 +82,8 @@ func (f *fakeTimers) Set(t timers.TimerMap) {
 type harness struct {
 	t   *testing.T
 	fn  *paceFn
+	key int             // the shard the harness drives; 0 unless set
+	ctx context.Context // of the firings; context.Background() unless set
 	now time.Time
 	sp  *fakeState
 	tp  *fakeTimers
@@ -96,10 +98,11 @@ type release struct {
 var t0 = time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)
 
 func newHarness(t *testing.T, cfg Config) *harness {
-	h := &harness{t: t, now: t0, sp: newFakeState(), tp: &fakeTimers{}}
+	h := &harness{t: t, ctx: context.Background(), now: t0, sp: newFakeState(), tp: &fakeTimers{}}
 	cfg.Clock = func() time.Time { return h.now }
 	h.fn = newFn(cfg.withDefaults("test"))
 	h.fn.Setup()
+	t.Cleanup(h.fn.Teardown)
 	return h
 }
 
@@ -108,7 +111,7 @@ func (h *harness) emit(b recipient.Batch) { h.out = append(h.out, release{h.now.
 func (h *harness) add(bs ...recipient.Batch) {
 	h.t.Helper()
 	for _, b := range bs {
-		if err := h.fn.ProcessElement(h.sp, h.tp, 0, b, h.emit); err != nil {
+		if err := h.fn.ProcessElement(h.sp, h.tp, h.key, b, h.emit); err != nil {
 			h.t.Fatalf("ProcessElement(%s/%d) = %v", b.Request.Req.ID, b.Seq, err)
 		}
 	}
@@ -124,7 +127,7 @@ func (h *harness) fire(late time.Duration) {
 	if at := h.tp.at.Add(late); at.After(h.now) {
 		h.now = at
 	}
-	if err := h.fn.OnTimer(context.Background(), h.sp, h.tp, 0, timers.Context{Family: "slot"}, h.emit); err != nil {
+	if err := h.fn.OnTimer(h.ctx, h.sp, h.tp, h.key, timers.Context{Family: "slot"}, h.emit); err != nil {
 		h.t.Fatalf("OnTimer = %v", err)
 	}
 }
@@ -515,8 +518,8 @@ func TestConfigValidation(t *testing.T) {
 		})
 	}
 	got := Config{}.withDefaults("x")
-	if got.Shards != 1 || got.Slot != DefaultSlot || got.CatchUp != DefaultCatchUpSlots*DefaultSlot {
-		t.Errorf("defaults = %+v, want Shards 1, Slot %v, CatchUp %v", got, DefaultSlot, DefaultCatchUpSlots*DefaultSlot)
+	if got.Shards != 1 || got.Slot != DefaultSlot || got.CatchUp != DefaultCatchUpSlots*DefaultSlot || got.Lane != DefaultLane || got.RedisAddr != "" {
+		t.Errorf("defaults = %+v, want Shards 1, Slot %v, CatchUp %v, Lane %q, no RedisAddr", got, DefaultSlot, DefaultCatchUpSlots*DefaultSlot, DefaultLane)
 	}
 }
 

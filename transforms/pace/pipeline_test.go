@@ -1,10 +1,12 @@
 package pace
 
 import (
+	"context"
 	"fmt"
 	"math"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -16,6 +18,7 @@ import (
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/testing/ptest"
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/pushflow/pushflow/connectors/redisio/redistest"
 	"github.com/pushflow/pushflow/transforms/recipient"
 )
 
@@ -322,6 +325,76 @@ func TestPacedPipeline(t *testing.T) {
 		}
 		checkWindow(t, res, "slow", 200, sc.cfg.Slot)
 		checkWindow(t, res, "*", 2000, sc.cfg.Slot)
+	})
+	t.Run("reports its backlog to Redis", func(t *testing.T) {
+		// Shards 1 reports as shard 0; the last firing deletes the report.
+		// 50 per slot: the first firing's refill fills the ready queue with
+		// 1050 (21 slots) of the 1600 and leaves 550 in the inbox. The
+		// firings after it do not refill (for ~18 slots), so they report
+		// more than the ready queue holds (≤ 1000) only if the inbox's
+		// per-campaign counts (slotState.WaitingBy) came back through the
+		// runner's state coder. About 1.6 s.
+		addr := redistest.Start(t)
+		const lane = "pipeline"
+		rep := newReports(t, addr, lane)
+		var in []recipient.Batch
+		in = append(in, batches("x1", "x", 800, 40)...)
+		in = append(in, batches("y1", "y", 800, 40)...)
+		sc := scenario{name: "report", cfg: Config{Slot: 50 * time.Millisecond, GlobalQPS: 1000, RedisAddr: addr, Lane: lane}, in: in}
+
+		ctx, cancel := context.WithCancel(context.Background())
+		seen := map[string]bool{} // report keys
+		var both int              // reports holding both campaigns
+		over := map[int64]bool{}  // totals reported above the ready queue's 1000
+		var bad []map[string]int64
+		polled := make(chan struct{})
+		go func() {
+			defer close(polled)
+			for ctx.Err() == nil {
+				keys, _ := rep.c.Keys(ctx, "pf:pace:"+lane+":*").Result()
+				for _, k := range keys {
+					seen[k] = true
+				}
+				if m, err := rep.c.HGetAll(ctx, rep.key(0)).Result(); err == nil && len(m) > 0 {
+					got := map[string]int64{}
+					for c, v := range m {
+						got[c], _ = strconv.ParseInt(v, 10, 64)
+					}
+					if got["x"] > 0 && got["y"] > 0 {
+						both++
+					}
+					if n := got["x"] + got["y"]; n > 1000 {
+						over[n] = true
+					}
+					if got["x"] < 0 || got["x"] > 800 || got["y"] < 0 || got["y"] > 800 || len(got) > 2 {
+						bad = append(bad, got)
+					}
+				}
+				time.Sleep(5 * time.Millisecond)
+			}
+		}()
+		res := run(t, sc)
+		cancel()
+		<-polled
+		logResult(t, sc.name, res)
+		checkExactlyOnce(t, sc.in, res.recs)
+		if diff := cmp.Diff(map[string]bool{rep.key(0): true}, seen); diff != "" {
+			t.Errorf("report keys seen during the run (-want +got):\n%s", diff)
+		}
+		if both == 0 {
+			t.Errorf("no report held both campaigns' backlog during the run")
+		}
+		// The refill's own firing and at least two after it.
+		if len(over) < 3 {
+			t.Errorf("totals reported above 1000 (what the ready queue holds): %v, want at least 3: the inbox's counts (slotState.WaitingBy) are lost between firings", over)
+		}
+		t.Logf("totals reported above 1000: %v", over)
+		if len(bad) > 0 {
+			t.Errorf("reports outside the input's per-campaign counts: %v", bad)
+		}
+		if got := rep.hash(0); got != nil {
+			t.Errorf("report after the run = %v, want none (the last firing deletes it)", got)
+		}
 	})
 	t.Run("four shards divide the global rate", func(t *testing.T) {
 		sc := scenarioShards()
