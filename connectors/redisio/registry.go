@@ -65,7 +65,9 @@ func WithClock(now func() time.Time) Option { return func(r *Registry) { r.now =
 // releases it. Every pipeline connects through here, so connection options
 // (auth, TLS) have one place to live.
 func Open(addr string, opts ...Option) *Registry {
-	r := New(redis.NewClient(&redis.Options{Addr: addr}), opts...)
+	// ContextTimeoutEnabled: a caller's deadline (the pacer bounds its
+	// backlog reports by a slot) also bounds socket reads and writes.
+	r := New(redis.NewClient(&redis.Options{Addr: addr, ContextTimeoutEnabled: true}), opts...)
 	r.owned = true
 	return r
 }
