@@ -1,7 +1,27 @@
 // Package expand turns each request's target (users, devices, alias, tag
-// expression, broadcast, file) into batches of recipients. Large audiences
-// (broadcast, tags, files) are read with cursors and emitted batch by batch,
-// so memory per request is bounded by the batch size, not the audience.
+// expression, broadcast, file) into batches of recipients.
+//
+// Targets is a splittable DoFn. Lists in the request (users, devices,
+// aliases) are bounded by the request's size and expand in one call. Large
+// audiences (broadcast, tag expressions, files) are read page by page with a
+// cursor (SSCAN, or a byte offset) in slices: a call emits at most
+// Config.SliceMax recipients or runs Config.SliceTime, then checkpoints, and
+// the runner resumes the rest from the Cursor. So a 10M-user broadcast is
+// many short bundles, not one that must finish (and whose output the runner
+// must hold) before anything moves on, and a failed bundle replays one
+// slice.
+//
+// # Backpressure
+//
+// With Config.Backpressure set (dispatch sets it when its lane is paced),
+// each slice first reads how many recipients of the request's campaign wait
+// in the lane's pacer (the pacer's reports, redisio.Backlog) and emits at
+// most MaxPending minus that; at or above MaxPending it emits nothing and
+// asks to be resumed after Poll. The pacer then holds about MaxPending (at
+// most about twice that: a report lags the slices emitted since it) per
+// campaign and concurrently expanding request, whatever the audience size,
+// and the rest of the audience stays in Redis until the pacer is ready for
+// it.
 package expand
 
 import (
@@ -9,12 +29,14 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"strings"
 	"time"
 
 	"github.com/apache/beam/sdks/v2/go/pkg/beam"
+	"github.com/apache/beam/sdks/v2/go/pkg/beam/core/sdf"
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/register"
 
 	"github.com/pushflow/pushflow"
@@ -24,7 +46,7 @@ import (
 )
 
 func init() {
-	register.DoFn5x1[context.Context, recipient.Request, func(recipient.Batch), func(pushflow.DeliveryEvent), func(pushflow.DeadLetter), error](&expandFn{})
+	register.DoFn6x2[context.Context, *sdf.LockRTracker, recipient.Request, func(recipient.Batch), func(pushflow.DeliveryEvent), func(pushflow.DeadLetter), sdf.ProcessContinuation, error](&expandFn{})
 	register.Emitter1[recipient.Batch]()
 }
 
@@ -34,9 +56,40 @@ type Config struct {
 	// BatchSize is the most recipients per emitted batch. Default 500.
 	BatchSize int
 	// ScanCount is the COUNT hint of cursor scans over tag and broadcast
-	// audiences. Default 1000.
+	// audiences, and the lines per page of a file. Default 1000.
 	ScanCount int64
+	// SliceMax is the most recipients one call emits from a large audience
+	// before it checkpoints. Default 50,000.
+	SliceMax int
+	// SliceTime is the longest one call reads a large audience before it
+	// checkpoints. Default 5s.
+	SliceTime time.Duration
+	// Backpressure, when set, holds large expansions back while their
+	// campaign's recipients pending in a paced lane reach MaxPending.
+	Backpressure *Backpressure
 }
+
+// Backpressure ties the expansion to the pacer of its lane (see the
+// package doc).
+type Backpressure struct {
+	// Lane and Shards are the pacer's (pace.Config.Lane and Shards): the
+	// reports summed are those of shards 0 … Shards-1 of Lane.
+	Lane   string
+	Shards int
+	// MaxPending is how many recipients of one campaign may wait in the
+	// pacer before an expansion of that campaign pauses. Required (> 0).
+	MaxPending int64
+	// Poll is how long a paused expansion waits before it reads the backlog
+	// again. Default DefaultPoll.
+	Poll time.Duration
+}
+
+// Defaults of Config.
+const (
+	DefaultSliceMax  = 50_000
+	DefaultSliceTime = 5 * time.Second
+	DefaultPoll      = time.Second
+)
 
 // Targets expands PCollection<recipient.Request> into PCollection<recipient.Batch>,
 // PCollection<pushflow.DeliveryEvent> (stage "expand": devices or aliases
@@ -55,7 +108,23 @@ func Targets(s beam.Scope, reqs beam.PCollection, cfg Config) (batches, events, 
 	if cfg.ScanCount <= 0 {
 		cfg.ScanCount = 1000
 	}
-	return beam.ParDo3(s, &expandFn{RedisAddr: cfg.RedisAddr, BatchSize: cfg.BatchSize, ScanCount: cfg.ScanCount}, reqs)
+	if cfg.SliceMax <= 0 {
+		cfg.SliceMax = DefaultSliceMax
+	}
+	if cfg.SliceTime <= 0 {
+		cfg.SliceTime = DefaultSliceTime
+	}
+	fn := &expandFn{RedisAddr: cfg.RedisAddr, BatchSize: cfg.BatchSize, ScanCount: cfg.ScanCount, SliceMax: cfg.SliceMax, SliceTime: cfg.SliceTime}
+	if bp := cfg.Backpressure; bp != nil {
+		if bp.MaxPending <= 0 {
+			panic(fmt.Sprintf("expand.Targets: Backpressure.MaxPending must be > 0, got %d", bp.MaxPending))
+		}
+		if bp.Poll <= 0 {
+			bp.Poll = DefaultPoll
+		}
+		fn.Lane, fn.Shards, fn.MaxPending, fn.Poll = bp.Lane, max(bp.Shards, 1), bp.MaxPending, bp.Poll
+	}
+	return beam.ParDo3(s, fn, reqs)
 }
 
 var (
@@ -63,6 +132,9 @@ var (
 	expandDrops        = beam.NewCounter("pushflow", "expand_dropped")
 	audienceSize       = beam.NewDistribution("pushflow", "expand_audience_size")
 	deadLetters        = beam.NewCounter("pushflow", "dead_letters")
+	expandSlices       = beam.NewCounter("pushflow", "expand_slices")       // calls over a large audience
+	expandPaused       = beam.NewCounter("pushflow", "expand_paused")       // slices that emitted nothing: the campaign's backlog was full
+	pacedBacklog       = beam.NewDistribution("pushflow", "expand_backlog") // campaign backlog seen by a slice
 )
 
 // ReasonNoRecipients is the reason of a request whose audience was empty.
@@ -72,9 +144,29 @@ type expandFn struct {
 	RedisAddr string
 	BatchSize int
 	ScanCount int64
+	SliceMax  int
+	SliceTime time.Duration
+	// Backpressure (MaxPending 0 = off).
+	Lane       string
+	Shards     int
+	MaxPending int64
+	Poll       time.Duration
 
 	reg *redisio.Registry
 }
+
+func (fn *expandFn) CreateInitialRestriction(recipient.Request) Cursor { return Cursor{} }
+
+func (fn *expandFn) SplitRestriction(_ recipient.Request, c Cursor) []Cursor { return []Cursor{c} }
+
+func (fn *expandFn) RestrictionSize(_ recipient.Request, c Cursor) float64 {
+	if c.Done {
+		return 0
+	}
+	return 1
+}
+
+func (fn *expandFn) CreateTracker(c Cursor) *sdf.LockRTracker { return newTracker(c) }
 
 func (fn *expandFn) Setup() {
 	fn.reg = redisio.Open(fn.RedisAddr)
@@ -111,28 +203,62 @@ func (b *batcher) flush() {
 	b.buf = make([]recipient.Recipient, 0, b.size)
 }
 
-func (fn *expandFn) ProcessElement(ctx context.Context, req recipient.Request, emit func(recipient.Batch), events func(pushflow.DeliveryEvent), dead func(pushflow.DeadLetter)) error {
-	b := &batcher{req: req, size: fn.BatchSize, emit: emit, buf: make([]recipient.Recipient, 0, fn.BatchSize)}
+// ProcessElement expands req from the position of rt's Cursor. Lists expand
+// in one call; large audiences one slice per call (see the package doc).
+func (fn *expandFn) ProcessElement(ctx context.Context, rt *sdf.LockRTracker, req recipient.Request, emit func(recipient.Batch), events func(pushflow.DeliveryEvent), dead func(pushflow.DeadLetter)) (sdf.ProcessContinuation, error) {
+	c := rt.GetRestriction().(Cursor)
+	if c.Done || !rt.TryClaim(c.Pos) {
+		return sdf.StopProcessing(), nil
+	}
+	r := req.Req
+	if !c.Started {
+		c.Started = true
+		known, err := fn.reg.AppKnown(ctx, r.App)
+		if err != nil {
+			return nil, fmt.Errorf("expand: %s: %w", r.ID, err)
+		}
+		if !known {
+			expandDrops.Inc(ctx, 1)
+			deadLetters.Inc(ctx, 1)
+			now := time.Now()
+			raw, _ := json.Marshal(r)
+			reason := fmt.Sprintf("app: unknown app %q (no device was ever registered for it)", r.App)
+			dead(decode.NewDeadLetter(req.Source.Topic, req.Source.Partition, req.Source.Offset, raw, pushflow.StageValidate, reason, now))
+			events(req.Event(now, "", "", "", pushflow.StageExpand, pushflow.OutcomeDropped, pushflow.ReasonUnknownApp))
+			c.Done = true
+			advance(rt, c)
+			return sdf.StopProcessing(), nil
+		}
+	}
+	b := &batcher{req: req, size: fn.BatchSize, emit: emit, buf: make([]recipient.Recipient, 0, fn.BatchSize), seq: c.Seq}
 	drops := 0
 	drop := func(userID, deviceID, reason string) {
 		drops++
 		events(req.Event(time.Now(), userID, deviceID, "", pushflow.StageExpand, pushflow.OutcomeDropped, reason))
 	}
-	r := req.Req
-	known, err := fn.reg.AppKnown(ctx, r.App)
-	if err != nil {
-		return fmt.Errorf("expand: %s: %w", r.ID, err)
+	// finish records the call's progress in rt, and the request's totals
+	// when the audience is exhausted.
+	finish := func(c Cursor, cont sdf.ProcessContinuation) (sdf.ProcessContinuation, error) {
+		b.flush()
+		c.Seq = b.seq
+		c.Emitted += int64(b.total)
+		c.Drops += int64(drops)
+		expandedRecipients.Inc(ctx, int64(b.total))
+		expandDrops.Inc(ctx, int64(drops))
+		if c.Done {
+			audienceSize.Update(ctx, c.Emitted)
+			if c.Emitted == 0 && c.Drops == 0 {
+				events(req.Event(time.Now(), "", "", "", pushflow.StageExpand, pushflow.OutcomeDropped, ReasonNoRecipients))
+			}
+		}
+		advance(rt, c)
+		return cont, nil
 	}
-	if !known {
-		expandDrops.Inc(ctx, 1)
-		deadLetters.Inc(ctx, 1)
-		now := time.Now()
-		raw, _ := json.Marshal(r)
-		reason := fmt.Sprintf("app: unknown app %q (no device was ever registered for it)", r.App)
-		dead(decode.NewDeadLetter(req.Source.Topic, req.Source.Partition, req.Source.Offset, raw, pushflow.StageValidate, reason, now))
-		events(req.Event(now, "", "", "", pushflow.StageExpand, pushflow.OutcomeDropped, pushflow.ReasonUnknownApp))
-		return nil
+	switch k := r.Target.Kind(); k {
+	case pushflow.TargetTags, pushflow.TargetBroadcast, pushflow.TargetFile:
+		return fn.slice(ctx, c, req, k, b, drop, finish)
 	}
+	c.Done = true
 	switch r.Target.Kind() {
 	case pushflow.TargetUsers:
 		seen := make(map[string]bool, len(r.Target.Users))
@@ -144,12 +270,12 @@ func (fn *expandFn) ProcessElement(ctx context.Context, req recipient.Request, e
 		}
 	case pushflow.TargetDevices:
 		if err := fn.devices(ctx, r.App, unique(r.Target.Devices), b, drop); err != nil {
-			return fmt.Errorf("expand: %s: %w", r.ID, err)
+			return nil, fmt.Errorf("expand: %s: %w", r.ID, err)
 		}
 	case pushflow.TargetAlias:
 		byValue, err := fn.reg.AliasDevices(ctx, r.App, r.Target.Alias.Type, unique(r.Target.Alias.Values))
 		if err != nil {
-			return fmt.Errorf("expand: %s: %w", r.ID, err)
+			return nil, fmt.Errorf("expand: %s: %w", r.ID, err)
 		}
 		var ids []string
 		for _, v := range unique(r.Target.Alias.Values) {
@@ -159,41 +285,70 @@ func (fn *expandFn) ProcessElement(ctx context.Context, req recipient.Request, e
 			ids = append(ids, byValue[v]...)
 		}
 		if err := fn.devices(ctx, r.App, unique(ids), b, drop); err != nil {
-			return fmt.Errorf("expand: %s: %w", r.ID, err)
+			return nil, fmt.Errorf("expand: %s: %w", r.ID, err)
+		}
+	default:
+		drop("", "", pushflow.ReasonUnsupported)
+	}
+	return finish(c, sdf.StopProcessing())
+}
+
+// slice reads one slice of a large audience from c: at most SliceMax
+// recipients (fewer under backpressure) or SliceTime, then checkpoints.
+func (fn *expandFn) slice(ctx context.Context, c Cursor, req recipient.Request, kind string, b *batcher, drop func(userID, deviceID, reason string), finish func(Cursor, sdf.ProcessContinuation) (sdf.ProcessContinuation, error)) (sdf.ProcessContinuation, error) {
+	r := req.Req
+	expandSlices.Inc(ctx, 1)
+	limit := int64(fn.SliceMax)
+	resume := sdf.ResumeProcessingIn(0)
+	if fn.MaxPending > 0 {
+		pending, err := fn.reg.Backlog(ctx, fn.Lane, r.Campaign, fn.Shards)
+		if err != nil {
+			return nil, fmt.Errorf("expand: %s: %w", r.ID, err)
+		}
+		pacedBacklog.Update(ctx, pending)
+		if pending >= fn.MaxPending {
+			expandPaused.Inc(ctx, 1)
+			return finish(c, sdf.ResumeProcessingIn(fn.Poll))
+		}
+		if room := fn.MaxPending - pending; room <= limit {
+			// The slice fills the campaign's room: look again after
+			// Poll, by when the pacer has reported what it received.
+			limit, resume = room, sdf.ResumeProcessingIn(fn.Poll)
+		}
+	}
+	deadline := time.Now().Add(fn.SliceTime)
+	more := func() bool { return int64(b.total) < limit && time.Now().Before(deadline) }
+	var err error
+	switch kind {
+	case pushflow.TargetFile:
+		var bad error
+		c.Pos, c.Done, bad = readFile(r.Target.File, c.Pos, fn.ScanCount, b, more)
+		if bad != nil {
+			// A file we cannot read is the request's outcome, not a
+			// pipeline failure: retrying the bundle would not help.
+			slog.WarnContext(ctx, "expand: audience file", "request", r.ID, "err", bad)
+			drop("", "", "file_error: "+bad.Error())
+			c.Done = true
 		}
 	case pushflow.TargetTags:
-		if err := fn.tags(ctx, r, b); err != nil {
-			return fmt.Errorf("expand: %s: %w", r.ID, err)
-		}
-	case pushflow.TargetBroadcast:
-		if err := fn.scan(ctx, func(cur uint64) ([]string, uint64, error) {
+		c.Pos, c.Done, err = fn.tags(ctx, r, c.Pos, b, more)
+	default: // broadcast
+		c.Pos, c.Done, err = fn.scan(ctx, c.Pos, func(cur uint64) ([]string, uint64, error) {
 			return fn.reg.ScanUsers(ctx, r.App, cur, fn.ScanCount)
 		}, func(users []string) error {
 			for _, u := range users {
 				b.add(recipient.Recipient{UserID: u})
 			}
 			return nil
-		}); err != nil {
-			return fmt.Errorf("expand: %s: %w", r.ID, err)
-		}
-	case pushflow.TargetFile:
-		if err := readFile(r.Target.File, b); err != nil {
-			// A file we cannot read is the request's outcome, not a
-			// pipeline failure: retrying the bundle would not help.
-			slog.WarnContext(ctx, "expand: audience file", "request", r.ID, "err", err)
-			drop("", "", "file_error: "+err.Error())
-		}
-	default:
-		drop("", "", pushflow.ReasonUnsupported)
+		}, more)
 	}
-	b.flush()
-	expandedRecipients.Inc(ctx, int64(b.total))
-	expandDrops.Inc(ctx, int64(drops))
-	audienceSize.Update(ctx, int64(b.total))
-	if b.total == 0 && drops == 0 {
-		events(req.Event(time.Now(), "", "", "", pushflow.StageExpand, pushflow.OutcomeDropped, ReasonNoRecipients))
+	if err != nil {
+		return nil, fmt.Errorf("expand: %s: %w", r.ID, err)
 	}
-	return nil
+	if c.Done {
+		return finish(c, sdf.StopProcessing())
+	}
+	return finish(c, resume)
 }
 
 // devices resolves device ids to recipients; unknown ids are dropped.
@@ -220,16 +375,16 @@ func (fn *expandFn) devices(ctx context.Context, app string, ids []string, b *ba
 // one tag (a lone tag, or an AND with a positive tag) scans that tag's
 // members; any other expression scans the app's users. Each scanned page is
 // checked against the users' tags in one pipelined read.
-func (fn *expandFn) tags(ctx context.Context, r pushflow.PushRequest, b *batcher) error {
+func (fn *expandFn) tags(ctx context.Context, r pushflow.PushRequest, from uint64, b *batcher, more func() bool) (next uint64, done bool, err error) {
 	expr, err := pushflow.ParseTagExpr(r.Target.Tags)
 	if err != nil {
-		return err // validated at decode; unreachable for decoded requests
+		return 0, true, err // validated at decode; unreachable for decoded requests
 	}
 	page := func(cur uint64) ([]string, uint64, error) { return fn.reg.ScanUsers(ctx, r.App, cur, fn.ScanCount) }
 	if tag, ok := expr.RequiredTag(); ok {
 		page = func(cur uint64) ([]string, uint64, error) { return fn.reg.ScanTag(ctx, r.App, tag, cur, fn.ScanCount) }
 	}
-	return fn.scan(ctx, page, func(users []string) error {
+	return fn.scan(ctx, from, page, func(users []string) error {
 		tags, err := fn.reg.UserTags(ctx, r.App, users)
 		if err != nil {
 			return err
@@ -241,20 +396,21 @@ func (fn *expandFn) tags(ctx context.Context, r pushflow.PushRequest, b *batcher
 			}
 		}
 		return nil
-	})
+	}, more)
 }
 
-// scan walks a cursor until it returns 0. Redis cursors may return a member
-// more than once; seen keeps each once per request. seen grows with the
-// audience (a few dozen bytes per user); a bloom filter is the next step for
-// 100M-user apps.
-func (fn *expandFn) scan(ctx context.Context, page func(uint64) ([]string, uint64, error), each func([]string) error) error {
+// scan walks a cursor from cur, page by page, while more allows, and
+// returns where it stopped (done when the cursor came back to 0). Redis
+// cursors may return a member more than once (when the set is resized
+// during the scan); seen drops repeats within a slice, and send's dedup
+// claim catches one across slices. seen grows with the slice, not the
+// audience.
+func (fn *expandFn) scan(ctx context.Context, cur uint64, page func(uint64) ([]string, uint64, error), each func([]string) error, more func() bool) (next uint64, done bool, err error) {
 	seen := make(map[string]struct{})
-	var cur uint64
 	for {
 		users, next, err := page(cur)
 		if err != nil {
-			return err
+			return cur, false, err
 		}
 		fresh := users[:0]
 		for _, u := range users {
@@ -265,41 +421,62 @@ func (fn *expandFn) scan(ctx context.Context, page func(uint64) ([]string, uint6
 		}
 		if len(fresh) > 0 {
 			if err := each(fresh); err != nil {
-				return err
+				return cur, false, err
 			}
 		}
 		if next == 0 {
-			return ctx.Err()
+			return 0, true, ctx.Err()
 		}
 		cur = next
+		if err := ctx.Err(); err != nil || !more() {
+			return cur, false, err
+		}
 	}
 }
 
-// readFile reads one user id per line from a local path or file:// URI.
-func readFile(uri string, b *batcher) error {
+// readFile reads one user id per line of a local path or file:// URI from
+// byte offset from, a page of up to page lines at a time while more allows,
+// and returns the offset of the first line not read (done at the end of the
+// file). Blank lines and lines starting with # are skipped; a repeated id
+// is skipped within a slice (send's dedup claim catches one across
+// slices). err is a problem with the file, the request's outcome.
+func readFile(uri string, from uint64, page int64, b *batcher, more func() bool) (next uint64, done bool, err error) {
 	path := strings.TrimPrefix(uri, "file://")
 	if strings.Contains(path, "://") {
-		return fmt.Errorf("unsupported scheme in %q (local paths and file:// only)", uri)
+		return from, true, fmt.Errorf("unsupported scheme in %q (local paths and file:// only)", uri)
 	}
 	f, err := os.Open(path)
 	if err != nil {
-		return err
+		return from, true, err
 	}
 	defer f.Close()
-	seen := make(map[string]struct{})
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		u := strings.TrimSpace(sc.Text())
-		if u == "" || strings.HasPrefix(u, "#") {
-			continue
-		}
-		if _, dup := seen[u]; dup {
-			continue
-		}
-		seen[u] = struct{}{}
-		b.add(recipient.Recipient{UserID: u})
+	if _, err := f.Seek(int64(from), io.SeekStart); err != nil {
+		return from, true, err
 	}
-	return sc.Err()
+	rd := bufio.NewReaderSize(f, 64<<10)
+	seen := make(map[string]struct{})
+	pos := from
+	for {
+		for range page {
+			line, err := rd.ReadString('\n')
+			pos += uint64(len(line))
+			if u := strings.TrimSpace(line); u != "" && !strings.HasPrefix(u, "#") {
+				if _, dup := seen[u]; !dup {
+					seen[u] = struct{}{}
+					b.add(recipient.Recipient{UserID: u})
+				}
+			}
+			if err == io.EOF {
+				return pos, true, nil
+			}
+			if err != nil {
+				return pos, true, err
+			}
+		}
+		if !more() {
+			return pos, false, nil
+		}
+	}
 }
 
 func unique(in []string) []string {

@@ -49,7 +49,7 @@ func startRegistry(t *testing.T, events ...pushflow.DeviceEvent) (string, *redis
 // newFn returns an expandFn on addr, set up, torn down by the test's cleanup.
 func newFn(t *testing.T, addr string, batchSize int, scanCount int64) *expandFn {
 	t.Helper()
-	fn := &expandFn{RedisAddr: addr, BatchSize: batchSize, ScanCount: scanCount}
+	fn := &expandFn{RedisAddr: addr, BatchSize: batchSize, ScanCount: scanCount, SliceMax: DefaultSliceMax, SliceTime: DefaultSliceTime}
 	fn.Setup()
 	t.Cleanup(fn.Teardown)
 	return fn
@@ -61,17 +61,52 @@ type out struct {
 	Dead    []pushflow.DeadLetter
 }
 
+// run expands req as a runner would: it calls ProcessElement on the
+// initial restriction and, while a call asks to be resumed, checkpoints the
+// tracker (TrySplit(0)) and calls it again on the residual. It returns
+// everything emitted and the number of calls.
 func run(t *testing.T, fn *expandFn, req recipient.Request) out {
 	t.Helper()
-	var o out
-	err := fn.ProcessElement(context.Background(), req,
-		func(b recipient.Batch) { o.Batches = append(o.Batches, b) },
-		func(e pushflow.DeliveryEvent) { o.Events = append(o.Events, e) },
-		func(d pushflow.DeadLetter) { o.Dead = append(o.Dead, d) })
-	if err != nil {
-		t.Fatalf("ProcessElement(%s) = %v, want nil", req.Req.ID, err)
-	}
+	o, _ := runCalls(t, fn, req, 1000)
 	return o
+}
+
+func runCalls(t *testing.T, fn *expandFn, req recipient.Request, maxCalls int) (o out, calls int) {
+	t.Helper()
+	rest := fn.CreateInitialRestriction(req)
+	for calls < maxCalls {
+		calls++
+		rt := fn.CreateTracker(rest)
+		cont, err := fn.ProcessElement(context.Background(), rt, req,
+			func(b recipient.Batch) { o.Batches = append(o.Batches, b) },
+			func(e pushflow.DeliveryEvent) { o.Events = append(o.Events, e) },
+			func(d pushflow.DeadLetter) { o.Dead = append(o.Dead, d) })
+		if err != nil {
+			t.Fatalf("ProcessElement(%s) call %d = %v, want nil", req.Req.ID, calls, err)
+		}
+		if err := rt.GetError(); err != nil {
+			t.Fatalf("tracker error after call %d: %v", calls, err)
+		}
+		if !cont.ShouldResume() {
+			if !rt.IsDone() {
+				t.Fatalf("call %d stopped with its restriction not done: %+v", calls, rt.GetRestriction())
+			}
+			return o, calls
+		}
+		primary, residual, err := rt.TrySplit(0)
+		if err != nil {
+			t.Fatalf("checkpoint after call %d: %v", calls, err)
+		}
+		if !rt.IsDone() || !primary.(Cursor).Done {
+			t.Fatalf("checkpoint after call %d: primary %+v not done", calls, primary)
+		}
+		if residual == nil {
+			return o, calls // asked to resume with nothing left
+		}
+		rest = residual.(Cursor)
+	}
+	t.Fatalf("%s: still resuming after %d calls", req.Req.ID, maxCalls)
+	return o, calls
 }
 
 func request(id string, target pushflow.Target) recipient.Request {
@@ -415,7 +450,7 @@ func TestExpandRedisDown(t *testing.T) {
 	down := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1", MaxRetries: -1, DialerRetries: 1})
 	t.Cleanup(func() { down.Close() })
 	fn.reg = redisio.New(down)
-	err := fn.ProcessElement(context.Background(), request("r-down", pushflow.Target{Users: []string{"u1"}}),
+	_, err := fn.ProcessElement(context.Background(), fn.CreateTracker(Cursor{}), request("r-down", pushflow.Target{Users: []string{"u1"}}),
 		func(recipient.Batch) { t.Error("emitted a batch with Redis down") },
 		func(pushflow.DeliveryEvent) { t.Error("emitted an event with Redis down") },
 		func(pushflow.DeadLetter) { t.Error("emitted a dead letter with Redis down") })
