@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"time"
 
 	"github.com/apache/beam/sdks/v2/go/pkg/beam"
 
@@ -35,8 +36,12 @@ type Config struct {
 	// Pace paces the normal/bulk lane between enrich and send. With no rate
 	// set (GlobalQPS, CampaignQPS and DefaultCampaignQPS all 0) the lane is
 	// not paced and has no shuffle before sending.
-	Pace   pace.Config
-	Filter filter.Config
+	Pace pace.Config
+	// PaceMaxPending is the backpressure limit of the paced lane: the
+	// recipients of one campaign that may wait in the pacer before its
+	// large expansions pause. 0 = none.
+	PaceMaxPending int64
+	Filter         filter.Config
 }
 
 // Validate checks cfg before any graph is built.
@@ -65,6 +70,9 @@ func (c *Config) Validate() error {
 	}
 	if c.RealtimeTopic != "" && c.RealtimeTopic == c.RequestsTopic {
 		return fmt.Errorf("--realtime_topic: must differ from --requests_topic %q", c.RequestsTopic)
+	}
+	if c.PaceMaxPending < 0 {
+		return fmt.Errorf("--pace_max_pending: must be >= 0, got %d", c.PaceMaxPending)
 	}
 	if c.Pace.GlobalQPS < 0 || c.Pace.DefaultCampaignQPS < 0 || c.Pace.Shards < 0 {
 		return fmt.Errorf("--paced_qps, --default_campaign_qps and --pace_shards must be >= 0")
@@ -114,6 +122,10 @@ type Outputs struct {
 // of recipients, so the runner fuses them: no shuffle on the hot path. The
 // paced lane starts with a reshuffle so a large expansion (a broadcast) runs
 // apart from the Kafka reader and never delays the realtime lane behind it.
+// Expansion is splittable: a large audience is read in slices, and in the
+// paced lane a slice waits while the campaign already has
+// --pace_max_pending recipients in the pacer (backpressure: the audience
+// stays in Redis, not in pacing state).
 func Build(s beam.Scope, cfg Config) Outputs {
 	s = s.Scope("dispatch")
 	read := func(topic string) beam.PCollection {
@@ -141,12 +153,18 @@ func Build(s beam.Scope, cfg Config) Outputs {
 		deliveries = append(deliveries, rtInvalid)
 	}
 
-	rtEvents, rtDead := lane(s.Scope("realtime"), cfg, realtime, cfg.sendConfig(cfg.RealtimeConcurrency), nil)
+	rtEvents, rtDead := lane(s.Scope("realtime"), cfg, realtime, cfg.sendConfig(cfg.RealtimeConcurrency), nil, nil)
 	var pacer func(beam.Scope, beam.PCollection) beam.PCollection
+	var bp *expand.Backpressure
 	if Paced(cfg.Pace) {
-		pacer = func(s beam.Scope, b beam.PCollection) beam.PCollection { return pace.Paced(s, b, cfg.Pace) }
+		pc := cfg.Pace
+		pc.RedisAddr, pc.Lane = cfg.RedisAddr, PacedLane(cfg.Group)
+		pacer = func(s beam.Scope, b beam.PCollection) beam.PCollection { return pace.Paced(s, b, pc) }
+		if cfg.PaceMaxPending > 0 {
+			bp = &expand.Backpressure{Lane: pc.Lane, Shards: pc.Shards, MaxPending: cfg.PaceMaxPending, Poll: backpressurePoll(pc, cfg.PaceMaxPending)}
+		}
 	}
-	pacedEvents, pacedDead := lane(s.Scope("paced"), cfg, beam.Reshuffle(s, paced), cfg.sendConfig(0), pacer)
+	pacedEvents, pacedDead := lane(s.Scope("paced"), cfg, beam.Reshuffle(s, paced), cfg.sendConfig(0), pacer, bp)
 	deliveries = append(deliveries, rtEvents, pacedEvents)
 	deads = append(deads, rtDead, pacedDead)
 
@@ -160,15 +178,41 @@ func Build(s beam.Scope, cfg Config) Outputs {
 	return Outputs{Deliveries: all, DeadLetters: dead}
 }
 
+// PacedLane names the paced lane of the dispatch pipeline consuming as
+// group in the pacer's backlog reports (redisio's pf:pace:<lane>:<shard>),
+// so two deployments sharing a Redis do not hold each other back.
+func PacedLane(group string) string { return pace.DefaultLane + "/" + group }
+
+// backpressurePoll is how long a large expansion that filled its campaign's
+// room waits before it looks at the backlog again: a quarter of the time
+// the fastest campaign drains maxPending (so the pacer never runs dry
+// while the expansion waits), at least 100 ms (a pacer slot: reports are
+// not fresher) and at most expand.DefaultPoll.
+func backpressurePoll(pc pace.Config, maxPending int64) time.Duration {
+	fastest := pc.GlobalQPS
+	if fastest == 0 {
+		fastest = pc.DefaultCampaignQPS
+		for _, q := range pc.CampaignQPS {
+			fastest = max(fastest, q)
+		}
+	}
+	if fastest <= 0 {
+		return expand.DefaultPoll
+	}
+	d := time.Duration(float64(maxPending) / float64(4*fastest) * float64(time.Second))
+	return min(max(d, 100*time.Millisecond), expand.DefaultPoll)
+}
+
 // Paced reports whether pc sets any rate, i.e. whether the lane is paced.
 func Paced(pc pace.Config) bool {
 	return pc.GlobalQPS > 0 || pc.DefaultCampaignQPS > 0 || len(pc.CampaignQPS) > 0
 }
 
 // lane is expand → filter → enrich → [pacer] → send over one lane's
-// requests. It returns the lane's DeliveryEvents and DeadLetters.
-func lane(s beam.Scope, cfg Config, reqs beam.PCollection, sendCfg send.Config, pacer func(beam.Scope, beam.PCollection) beam.PCollection) (events, dead beam.PCollection) {
-	batches, expandEvents, dead := expand.Targets(s, reqs, expand.Config{RedisAddr: cfg.RedisAddr, BatchSize: cfg.BatchSize})
+// requests; bp, when set, holds large expansions back while the pacer is
+// full. It returns the lane's DeliveryEvents and DeadLetters.
+func lane(s beam.Scope, cfg Config, reqs beam.PCollection, sendCfg send.Config, pacer func(beam.Scope, beam.PCollection) beam.PCollection, bp *expand.Backpressure) (events, dead beam.PCollection) {
+	batches, expandEvents, dead := expand.Targets(s, reqs, expand.Config{RedisAddr: cfg.RedisAddr, BatchSize: cfg.BatchSize, Backpressure: bp})
 	fcfg := cfg.Filter
 	fcfg.RedisAddr = cfg.RedisAddr
 	kept, filterEvents := filter.Apply(s, batches, fcfg)

@@ -33,12 +33,14 @@ func TestMain(m *testing.M) { ptest.Main(m) }
 func TestDispatchTestdata(t *testing.T) { runTestdata(t, nil) }
 
 // TestDispatchTestdataPacedWithRealtimeTopic runs the same data with the
-// normal/bulk lane paced and realtime requests on their own topic: every
-// outcome must be the same.
+// normal/bulk lane paced, its broadcast, tag and file expansions held back
+// by a tiny backpressure limit, and realtime requests on their own topic:
+// every outcome must be the same.
 func TestDispatchTestdataPacedWithRealtimeTopic(t *testing.T) {
 	runTestdata(t, func(cfg *Config) {
 		cfg.RealtimeTopic = "push.requests.realtime"
 		cfg.Pace = pace.Config{GlobalQPS: 200, DefaultCampaignQPS: 100, Shards: 2, Slot: 20 * time.Millisecond}
+		cfg.PaceMaxPending = 3
 	})
 }
 

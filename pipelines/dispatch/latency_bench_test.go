@@ -41,11 +41,16 @@ import (
 // unless PUSHFLOW_BENCH_REALTIME_TOPIC=1. With PUSHFLOW_BENCH_BACKLOG_KIND=requests
 // the backlog is that many bulk requests of one user each already on the
 // requests topic (a reader backlog) instead of one broadcast (an expansion
-// backlog).
+// backlog). The paced lane runs with backpressure at
+// PUSHFLOW_BENCH_MAX_PENDING (default 50,000, dispatch's default; 0 = off);
+// the run reports the largest backlog the pacer reported for the bulk
+// campaign and the process's peak RSS (the benchmark, the dev stack's
+// broker, APNs server and Prism all live in it).
 func BenchmarkRealtimeLatencyUnderBulkBacklog(b *testing.B) {
 	kind := os.Getenv("PUSHFLOW_BENCH_BACKLOG_KIND") // "" (one broadcast) or "requests"
 	backlog := envInt("PUSHFLOW_BENCH_BACKLOG", 1_000_000)
 	bulkQPS := envInt("PUSHFLOW_BENCH_BULK_QPS", 4000)
+	maxPending := envInt("PUSHFLOW_BENCH_MAX_PENDING", 50_000)
 	const rtUsers, perPhase, every = 50, 100, 50 * time.Millisecond
 	ctx := context.Background()
 	st, err := devstack.Start(ctx, devstack.Options{RedisAddr: redistest.Start(b), APNsOptions: []apnsiotest.Option{apnsiotest.WithRecordLimit(0)}})
@@ -75,6 +80,7 @@ func BenchmarkRealtimeLatencyUnderBulkBacklog(b *testing.B) {
 		RealtimeTopic:       realtimeTopic,
 		RealtimeConcurrency: 16,
 		Pace:                pace.Config{GlobalQPS: bulkQPS, Shards: 4},
+		PaceMaxPending:      int64(maxPending),
 	}
 	if err := cfg.Validate(); err != nil {
 		b.Fatal(err)
@@ -118,6 +124,7 @@ func BenchmarkRealtimeLatencyUnderBulkBacklog(b *testing.B) {
 				bulk[i] = fmt.Appendf(nil, `{"v":1,"id":"bulk-%d","app":%q,"campaign":"season-pass","priority":"bulk","category":"marketing","target":{"users":["b%d"]},"notification":{"title":"Season pass","body":"20%% off"}}`, i, app, i)
 			}
 		}
+		stopPeak := samplePeakBacklog(b, st.RedisAddr, PacedLane(cfg.Group), "season-pass", cfg.Pace.Shards)
 		for i := 0; i < len(bulk); i += 10000 {
 			if err := devstack.Produce(ctx, st.Brokers, cfg.RequestsTopic, pushflow.TopicRequests, bulk[i:min(i+10000, len(bulk))]); err != nil {
 				b.Fatal(err)
@@ -135,6 +142,7 @@ func BenchmarkRealtimeLatencyUnderBulkBacklog(b *testing.B) {
 		drainFrom, drainStart := st.APNs.Count(), time.Now()
 		produce("backlog", perPhase)
 		underLoad := lat.wait(b, "backlog-", perPhase, 2*time.Minute)
+		peakBacklog := stopPeak()
 		drained := st.APNs.Count() - drainFrom
 		drainRate := float64(drained) / time.Since(drainStart).Seconds()
 		if remaining := int64(backlog) - (st.APNs.Count() - start); remaining <= 0 {
@@ -153,18 +161,68 @@ func BenchmarkRealtimeLatencyUnderBulkBacklog(b *testing.B) {
 		b.ReportMetric(float64(bp99), "backlog_p99_ms")
 		b.ReportMetric(float64(bp99)/float64(max(ip99, 1)), "p99_ratio")
 		b.ReportMetric(drainRate, "bulk_notif/s")
+		b.ReportMetric(float64(peakBacklog), "peak_pacer_backlog")
+		b.ReportMetric(float64(peakRSS())/(1<<20), "peak_rss_MiB")
 		what := fmt.Sprintf("a %d-user bulk broadcast", backlog)
 		if kind == "requests" {
 			what = fmt.Sprintf("%d one-user bulk requests", backlog)
 		}
 		b.Logf("realtime request→send latency: idle p50 %d ms p99 %d ms; during %s paced at %d/s (measured %.0f/s): p50 %d ms p99 %d ms; p99 ratio %.2f (realtime topic: %v)",
 			ip50, ip99, what, bulkQPS, drainRate, bp50, bp99, float64(bp99)/float64(max(ip99, 1)), realtimeTopic != "")
+		b.Logf("backpressure --pace_max_pending=%d: the pacer held at most %d recipients of the bulk campaign; peak RSS %d MiB",
+			maxPending, peakBacklog, peakRSS()>>20)
 	}
+}
+
+// samplePeakBacklog samples, every 20 ms until the returned function is
+// called, the backlog the pacer reports for campaign, and the returned
+// function gives the largest seen.
+func samplePeakBacklog(b testing.TB, redisAddr, lane, campaign string, shards int) (stop func() int64) {
+	reg := redisio.Open(redisAddr)
+	done := make(chan struct{})
+	peak := make(chan int64, 1)
+	go func() {
+		var p int64
+		defer func() { peak <- p }()
+		for {
+			select {
+			case <-done:
+				return
+			case <-time.After(20 * time.Millisecond):
+			}
+			if n, err := reg.Backlog(context.Background(), lane, campaign, shards); err == nil {
+				p = max(p, n)
+			}
+		}
+	}()
+	return func() int64 {
+		close(done)
+		p := <-peak
+		reg.Close()
+		return p
+	}
+}
+
+// peakRSS is the process's peak resident set size in bytes (VmHWM), or 0
+// where /proc is not there.
+func peakRSS() int64 {
+	data, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	for _, l := range strings.Split(string(data), "\n") {
+		if v, ok := strings.CutPrefix(l, "VmHWM:"); ok {
+			var kb int64
+			fmt.Sscanf(strings.TrimSpace(v), "%d", &kb)
+			return kb << 10
+		}
+	}
+	return 0
 }
 
 // registerUsers registers n users prefix0..prefix{n-1}, one iOS device each,
 // with tokens numbered from tokenBase.
-func registerUsers(b *testing.B, redisAddr, app, prefix string, n, tokenBase int) {
+func registerUsers(b testing.TB, redisAddr, app, prefix string, n, tokenBase int) {
 	b.Helper()
 	rc := redis.NewClient(&redis.Options{Addr: redisAddr})
 	defer rc.Close()
