@@ -51,7 +51,7 @@ func BenchmarkRealtimeLatencyUnderBulkBacklog(b *testing.B) {
 	backlog := envInt("PUSHFLOW_BENCH_BACKLOG", 1_000_000)
 	bulkQPS := envInt("PUSHFLOW_BENCH_BULK_QPS", 4000)
 	maxPending := envInt("PUSHFLOW_BENCH_MAX_PENDING", 50_000)
-	const rtUsers, perPhase, every = 50, 100, 50 * time.Millisecond
+	const rtUsers, perPhase, every = 50, 200, 50 * time.Millisecond
 	ctx := context.Background()
 	st, err := devstack.Start(ctx, devstack.Options{RedisAddr: redistest.Start(b), APNsOptions: []apnsiotest.Option{apnsiotest.WithRecordLimit(0)}})
 	if err != nil {
@@ -100,13 +100,27 @@ func BenchmarkRealtimeLatencyUnderBulkBacklog(b *testing.B) {
 		done := make(chan error, 1)
 		go func() { done <- beamx.Run(runCtx, p) }()
 
+		// One long-lived producer, as an upstream service has: a
+		// producer per request would add its connection and metadata
+		// round trips to every measured latency (created_at is set just
+		// before the send).
+		pcfg := kafkaio.NewSaramaConfig("bench-realtime")
+		pcfg.Producer.Return.Successes = true
+		pcfg.Producer.RequiredAcks = sarama.WaitForAll
+		producer, err := sarama.NewSyncProducer(st.Brokers, pcfg)
+		if err != nil {
+			b.Fatal(err)
+		}
 		produce := func(phase string, n int) {
 			for i := range n {
 				req := fmt.Appendf(nil, `{"v":1,"id":"%s-%d","app":%q,"priority":"realtime","category":"live","target":{"users":["rt%d"]},"notification":{"title":"Goal!","body":"1-0"},"created_at":%q}`,
 					phase, i, app, i%rtUsers, time.Now().UTC().Format(time.RFC3339Nano))
-				if err := devstack.Produce(ctx, st.Brokers, rtTopic, pushflow.TopicRequests, [][]byte{req}); err != nil {
+				msg := &sarama.ProducerMessage{Topic: rtTopic, Key: sarama.ByteEncoder(devstack.Key(pushflow.TopicRequests, req)), Value: sarama.ByteEncoder(req)}
+				t0 := time.Now()
+				if _, _, err := producer.SendMessage(msg); err != nil {
 					b.Fatal(err)
 				}
+				lat.produced(fmt.Sprintf("%s-%d", phase, i), time.Since(t0))
 				time.Sleep(every)
 			}
 		}
@@ -150,9 +164,11 @@ func BenchmarkRealtimeLatencyUnderBulkBacklog(b *testing.B) {
 		} else {
 			b.Logf("bulk backlog still holding %d notifications when the last realtime request was sent", remaining)
 		}
+		producer.Close()
 		cancel()
 		<-done
 
+		lat.logSlowest(b, 5)
 		ip50, ip99 := percentile(idle, 50), percentile(idle, 99)
 		bp50, bp99 := percentile(underLoad, 50), percentile(underLoad, 99)
 		b.ReportMetric(float64(ip50), "idle_p50_ms")
@@ -245,6 +261,7 @@ func registerUsers(b testing.TB, redisAddr, app, prefix string, n, tokenBase int
 type latencies struct {
 	mu       sync.Mutex
 	byID     map[string]int64
+	produce  map[string]time.Duration // how long producing each request took
 	consumer sarama.Consumer
 	pcs      []sarama.PartitionConsumer
 }
@@ -258,7 +275,7 @@ func newLatencies(b *testing.B, brokers []string) *latencies {
 	if err != nil {
 		b.Fatal(err)
 	}
-	l := &latencies{byID: map[string]int64{}, consumer: c}
+	l := &latencies{byID: map[string]int64{}, produce: map[string]time.Duration{}, consumer: c}
 	for _, p := range parts {
 		pc, err := c.ConsumePartition(pushflow.TopicDeliveries, p, sarama.OffsetNewest)
 		if err != nil {
@@ -301,6 +318,37 @@ func (l *latencies) wait(b *testing.B, prefix string, n int, limit time.Duration
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// logSlowest logs the n slowest requests of each phase, by id (the id's
+// number is the send order, 50 ms apart), so a periodic stall shows.
+func (l *latencies) logSlowest(b *testing.B, n int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	type rec struct {
+		id string
+		ms int64
+	}
+	var rs []rec
+	for id, ms := range l.byID {
+		rs = append(rs, rec{id, ms})
+	}
+	slices.SortFunc(rs, func(a, b rec) int { return int(b.ms - a.ms) })
+	for _, phase := range []string{"idle-", "backlog-"} {
+		var out []string
+		for _, r := range rs {
+			if strings.HasPrefix(r.id, phase) && len(out) < n {
+				out = append(out, fmt.Sprintf("%s=%dms(produce %dms)", r.id, r.ms, l.produce[r.id].Milliseconds()))
+			}
+		}
+		b.Logf("slowest %s: %s", phase, strings.Join(out, " "))
+	}
+}
+
+func (l *latencies) produced(id string, d time.Duration) {
+	l.mu.Lock()
+	l.produce[id] = d
+	l.mu.Unlock()
 }
 
 func (l *latencies) close() {
