@@ -152,7 +152,33 @@ type expandFn struct {
 	MaxPending int64
 	Poll       time.Duration
 
-	reg *redisio.Registry
+	reg   *redisio.Registry
+	known map[string]time.Time // app → until when it is known to exist
+}
+
+// knownAppTTL is how long a worker trusts that an app exists, so a backlog
+// of one-user requests does not pay a round trip per request for it. A
+// stale answer (every device of the app unregistered within the TTL) only
+// turns that request's dead letter into an empty audience. Unknown apps
+// are not cached: the first device of a new app is seen at once.
+const knownAppTTL = time.Minute
+
+// appKnown reports whether app has ever had a device, from the cache when
+// it can.
+func (fn *expandFn) appKnown(ctx context.Context, app string) (bool, error) {
+	now := time.Now()
+	if until, ok := fn.known[app]; ok && now.Before(until) {
+		return true, nil
+	}
+	known, err := fn.reg.AppKnown(ctx, app)
+	if err != nil || !known {
+		return false, err
+	}
+	if fn.known == nil || len(fn.known) > 10_000 {
+		fn.known = map[string]time.Time{}
+	}
+	fn.known[app] = now.Add(knownAppTTL)
+	return true, nil
 }
 
 func (fn *expandFn) CreateInitialRestriction(recipient.Request) Cursor { return Cursor{} }
@@ -213,7 +239,7 @@ func (fn *expandFn) ProcessElement(ctx context.Context, rt *sdf.LockRTracker, re
 	r := req.Req
 	if !c.Started {
 		c.Started = true
-		known, err := fn.reg.AppKnown(ctx, r.App)
+		known, err := fn.appKnown(ctx, r.App)
 		if err != nil {
 			return nil, fmt.Errorf("expand: %s: %w", r.ID, err)
 		}

@@ -188,3 +188,43 @@ func TestCursorTracker(t *testing.T) {
 		t.Errorf("TrySplit(0) of a done restriction gave residual %+v, want none", r)
 	}
 }
+
+// TestExpandCachesKnownApps checks a worker asks Redis whether an app
+// exists once, not once per request, and still asks every time for an app
+// it has not seen.
+func TestExpandCachesKnownApps(t *testing.T) {
+	addr, c := startRegistry(t, registerEvent("u1", "d1", 1, nil, nil))
+	fn := newFn(t, addr, 10, 10)
+	exists := func() int64 {
+		t.Helper()
+		info, err := c.Info(context.Background(), "commandstats").Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, l := range strings.Split(info, "\r\n") {
+			if v, ok := strings.CutPrefix(l, "cmdstat_exists:calls="); ok {
+				var n int64
+				fmt.Sscanf(v, "%d", &n)
+				return n
+			}
+		}
+		return 0
+	}
+	before := exists()
+	for i := range 20 {
+		got := run(t, fn, request(fmt.Sprintf("r-%d", i), pushflow.Target{Users: []string{"u1"}}))
+		if len(got.Batches) != 1 {
+			t.Fatalf("request %d: %d batches, want 1", i, len(got.Batches))
+		}
+	}
+	if n := exists() - before; n != 1 {
+		t.Errorf("20 requests of one app made %d EXISTS calls, want 1", n)
+	}
+	unknown := request("r-unknown", pushflow.Target{Users: []string{"u1"}})
+	unknown.Req.App = "com.unknown.app"
+	for range 2 {
+		if got := run(t, fn, unknown); len(got.Dead) != 1 {
+			t.Errorf("unknown app: %d dead letters, want 1 each time", len(got.Dead))
+		}
+	}
+}
