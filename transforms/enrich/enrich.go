@@ -1,12 +1,15 @@
 // Package enrich resolves recipients to their devices and provider tokens
-// from the Redis device registry, one pipelined read per batch. A user with
-// no registered device, or a device without a token, leaves as a "dropped"
-// DeliveryEvent at stage "enrich".
+// from the Redis device registry. Batches are buffered across requests within
+// a bundle and resolved together: one pipelined read per app for the users,
+// one per app for the device ids, per flush. A user with no registered
+// device, or a device without a token, leaves as a "dropped" DeliveryEvent at
+// stage "enrich".
 package enrich
 
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/apache/beam/sdks/v2/go/pkg/beam"
@@ -18,18 +21,55 @@ import (
 )
 
 func init() {
-	register.DoFn4x1[context.Context, recipient.Batch, func(recipient.Batch), func(pushflow.DeliveryEvent), error](&tokensFn{})
+	register.DoFn5x1[context.Context, beam.EventTime, recipient.Batch, func(beam.EventTime, recipient.Batch), func(beam.EventTime, pushflow.DeliveryEvent), error](&tokensFn{})
+	register.Emitter2[beam.EventTime, recipient.Batch]()
+	register.Emitter2[beam.EventTime, pushflow.DeliveryEvent]()
+}
+
+// DefaultFlushRecipients is Config.FlushRecipients when it is 0.
+const DefaultFlushRecipients = 1000
+
+// Config configures TokensWith.
+type Config struct {
+	// RedisAddr is the device registry's address. Required.
+	RedisAddr string
+	// FlushRecipients is how many recipients, summed over the buffered
+	// batches of a bundle, trigger a flush: the Redis reads of all buffered
+	// batches are done together, and the end of the bundle flushes the rest.
+	// 0 means DefaultFlushRecipients (1000); 1 or a negative value resolves
+	// each batch on its own.
+	FlushRecipients int
 }
 
 // Tokens enriches PCollection<recipient.Batch> of users (or of devices whose
 // owner is known) into PCollection<recipient.Batch> of devices with tokens,
-// and PCollection<pushflow.DeliveryEvent> of recipients with no device.
+// and PCollection<pushflow.DeliveryEvent> of recipients with no device. It is
+// TokensWith with the default flush size.
 func Tokens(s beam.Scope, batches beam.PCollection, redisAddr string) (enriched, events beam.PCollection) {
+	return tokens(s, batches, Config{RedisAddr: redisAddr}, "enrich.Tokens")
+}
+
+// TokensWith is Tokens with a Config: PCollection<recipient.Batch> in,
+// PCollection<recipient.Batch> of devices with tokens and
+// PCollection<pushflow.DeliveryEvent> of dropped recipients out.
+func TokensWith(s beam.Scope, batches beam.PCollection, cfg Config) (enriched, events beam.PCollection) {
+	return tokens(s, batches, cfg, "enrich.TokensWith")
+}
+
+func tokens(s beam.Scope, batches beam.PCollection, cfg Config, name string) (enriched, events beam.PCollection) {
+	// Both constructors build the same step, under the same scope name.
 	s = s.Scope("enrich.Tokens")
-	if redisAddr == "" {
-		panic("enrich.Tokens: redisAddr is required")
+	if cfg.RedisAddr == "" {
+		panic(name + ": RedisAddr is required")
 	}
-	return beam.ParDo2(s, &tokensFn{RedisAddr: redisAddr}, batches)
+	flush := cfg.FlushRecipients
+	switch {
+	case flush == 0:
+		flush = DefaultFlushRecipients
+	case flush < 0:
+		flush = 1
+	}
+	return beam.ParDo2(s, &tokensFn{RedisAddr: cfg.RedisAddr, FlushRecipients: flush}, batches)
 }
 
 var (
@@ -37,10 +77,23 @@ var (
 	enrichDrops     = beam.NewCounter("pushflow", "enrich_dropped")
 )
 
+// tokensFn buffers batches and resolves them in flushes. Everything it emits
+// carries the timestamp of the batch it came from.
 type tokensFn struct {
 	RedisAddr string
+	// FlushRecipients is how many buffered recipients trigger a flush; 0 or
+	// 1 flushes after every batch.
+	FlushRecipients int
 
 	reg *redisio.Registry
+	buf []pending
+	n   int // recipients in buf
+}
+
+// pending is one buffered input with its timestamp.
+type pending struct {
+	ts beam.EventTime
+	b  recipient.Batch
 }
 
 func (fn *tokensFn) Setup() {
@@ -51,34 +104,114 @@ func (fn *tokensFn) Teardown() {
 	fn.reg.Close()
 }
 
-func (fn *tokensFn) ProcessElement(ctx context.Context, b recipient.Batch, emit func(recipient.Batch), events func(pushflow.DeliveryEvent)) error {
-	app := b.Request.Req.App
-	var users, deviceIDs []string
-	for _, r := range b.Recipients {
-		if r.DeviceID != "" {
-			deviceIDs = append(deviceIDs, r.DeviceID)
-		} else {
-			users = append(users, r.UserID)
+// StartBundle drops whatever a failed bundle left behind: nothing survives
+// between bundles.
+func (fn *tokensFn) StartBundle(_ context.Context, _ func(beam.EventTime, recipient.Batch), _ func(beam.EventTime, pushflow.DeliveryEvent)) {
+	fn.reset()
+}
+
+func (fn *tokensFn) ProcessElement(ctx context.Context, ts beam.EventTime, b recipient.Batch, emit func(beam.EventTime, recipient.Batch), events func(beam.EventTime, pushflow.DeliveryEvent)) error {
+	fn.buf = append(fn.buf, pending{ts: ts, b: b})
+	fn.n += len(b.Recipients)
+	if fn.n >= fn.FlushRecipients {
+		return fn.flush(ctx, emit, events)
+	}
+	return nil
+}
+
+func (fn *tokensFn) FinishBundle(ctx context.Context, emit func(beam.EventTime, recipient.Batch), events func(beam.EventTime, pushflow.DeliveryEvent)) error {
+	return fn.flush(ctx, emit, events)
+}
+
+func (fn *tokensFn) reset() {
+	clear(fn.buf)
+	fn.buf, fn.n = fn.buf[:0], 0
+}
+
+// appReads are the distinct reads of one app's buffered batches, and then
+// their results.
+type appReads struct {
+	users, deviceIDs []string
+	seenUser, seenID map[string]bool
+	// reqsUsers and reqsIDs are the requests reading users and device ids,
+	// for errors.
+	reqsUsers, reqsIDs []string
+
+	byUser map[string][]redisio.Device
+	byID   map[string]redisio.Device
+}
+
+// flush resolves every buffered batch with one UserDevices and one Devices
+// call per app (each one pipelined round trip), then emits each batch's
+// events and enriched batch in arrival order, as if resolved alone. The
+// buffer is empty afterwards, whether or not the flush failed.
+func (fn *tokensFn) flush(ctx context.Context, emit func(beam.EventTime, recipient.Batch), events func(beam.EventTime, pushflow.DeliveryEvent)) error {
+	defer fn.reset()
+	if len(fn.buf) == 0 {
+		return nil
+	}
+	reads := make(map[string]*appReads)
+	var apps []string // in arrival order, for a deterministic call order
+	for _, p := range fn.buf {
+		app := p.b.Request.Req.App
+		ar := reads[app]
+		if ar == nil {
+			ar = &appReads{seenUser: map[string]bool{}, seenID: map[string]bool{}}
+			reads[app] = ar
+			apps = append(apps, app)
+		}
+		var hasUsers, hasIDs bool
+		for _, r := range p.b.Recipients {
+			if r.DeviceID != "" {
+				hasIDs = true
+				if !ar.seenID[r.DeviceID] {
+					ar.seenID[r.DeviceID] = true
+					ar.deviceIDs = append(ar.deviceIDs, r.DeviceID)
+				}
+			} else {
+				hasUsers = true
+				if !ar.seenUser[r.UserID] {
+					ar.seenUser[r.UserID] = true
+					ar.users = append(ar.users, r.UserID)
+				}
+			}
+		}
+		if hasUsers {
+			ar.reqsUsers = append(ar.reqsUsers, p.b.Request.Req.ID)
+		}
+		if hasIDs {
+			ar.reqsIDs = append(ar.reqsIDs, p.b.Request.Req.ID)
 		}
 	}
-	var byUser map[string][]redisio.Device
-	var byID map[string]redisio.Device
-	var err error
-	if len(users) > 0 {
-		if byUser, err = fn.reg.UserDevices(ctx, app, users); err != nil {
-			return fmt.Errorf("enrich: %s: %w", b.Request.Req.ID, err)
+	for _, app := range apps {
+		ar := reads[app]
+		var err error
+		if len(ar.users) > 0 {
+			if ar.byUser, err = fn.reg.UserDevices(ctx, app, ar.users); err != nil {
+				return fmt.Errorf("enrich: %s: %w", requests(ar.reqsUsers), err)
+			}
+		}
+		if len(ar.deviceIDs) > 0 {
+			if ar.byID, err = fn.reg.Devices(ctx, app, ar.deviceIDs); err != nil {
+				return fmt.Errorf("enrich: %s: %w", requests(ar.reqsIDs), err)
+			}
 		}
 	}
-	if len(deviceIDs) > 0 {
-		if byID, err = fn.reg.Devices(ctx, app, deviceIDs); err != nil {
-			return fmt.Errorf("enrich: %s: %w", b.Request.Req.ID, err)
-		}
+	for _, p := range fn.buf {
+		ar := reads[p.b.Request.Req.App]
+		resolve(ctx, time.Now(), p.ts, p.b, ar.byUser, ar.byID, emit, events)
 	}
-	now := time.Now()
+	return nil
+}
+
+// resolve emits b's dropped recipients as events, then b with its devices,
+// all at ts; byUser and byID hold the devices read for b's app.
+func resolve(ctx context.Context, now time.Time, ts beam.EventTime, b recipient.Batch, byUser map[string][]redisio.Device, byID map[string]redisio.Device,
+	emit func(beam.EventTime, recipient.Batch), events func(beam.EventTime, pushflow.DeliveryEvent)) {
 	out := make([]recipient.Recipient, 0, len(b.Recipients))
 	drop := func(r recipient.Recipient, reason string) {
 		enrichDrops.Inc(ctx, 1)
-		events(b.Event(now, r, pushflow.StageEnrich, pushflow.OutcomeDropped, reason))
+		events(ts, b.Event(now, r, pushflow.StageEnrich, pushflow.OutcomeDropped, reason))
 	}
 	add := func(r recipient.Recipient, d redisio.Device) {
 		// A device that changed owner since expansion belongs to its new
@@ -114,7 +247,31 @@ func (fn *tokensFn) ProcessElement(ctx context.Context, b recipient.Batch, emit 
 	}
 	enrichedDevices.Inc(ctx, int64(len(out)))
 	if len(out) > 0 {
-		emit(b.With(out))
+		emit(ts, b.With(out))
 	}
-	return nil
+}
+
+// requests names the distinct request ids of a failed read: all of them up
+// to 5, then how many more.
+func requests(ids []string) string {
+	const most = 5
+	seen := make(map[string]bool, len(ids))
+	var names []string
+	more := 0
+	for _, id := range ids {
+		if seen[id] {
+			continue
+		}
+		seen[id] = true
+		if len(names) < most {
+			names = append(names, id)
+		} else {
+			more++
+		}
+	}
+	s := strings.Join(names, ", ")
+	if more > 0 {
+		s += fmt.Sprintf(" and %d more requests", more)
+	}
+	return s
 }
