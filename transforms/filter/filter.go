@@ -1,8 +1,11 @@
 // Package filter applies the per-user delivery rules to batches of
 // recipients: opt-out by category, quiet hours in the user's timezone, daily
-// frequency caps per category, and a minimum interest score. Each rule reads
-// its Redis state with one pipelined round trip per batch. A dropped
-// recipient leaves as a DeliveryEvent naming the rule.
+// frequency caps per category, and a minimum interest score. The DoFn
+// buffers the batches of a bundle, across requests, until they hold
+// Config.FlushRecipients recipients, and reads the rules' Redis state for
+// all of them together: one pipelined round trip per app and per app and
+// category, not one per batch. A dropped recipient leaves as a
+// DeliveryEvent naming the rule.
 package filter
 
 import (
@@ -10,6 +13,8 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/apache/beam/sdks/v2/go/pkg/beam"
@@ -21,8 +26,13 @@ import (
 )
 
 func init() {
-	register.DoFn4x1[context.Context, recipient.Batch, func(recipient.Batch), func(pushflow.DeliveryEvent), error](&filterFn{})
+	register.DoFn5x1[context.Context, beam.EventTime, recipient.Batch, func(beam.EventTime, recipient.Batch), func(beam.EventTime, pushflow.DeliveryEvent), error](&rulesFn{})
+	register.Emitter2[beam.EventTime, recipient.Batch]()
+	register.Emitter2[beam.EventTime, pushflow.DeliveryEvent]()
 }
+
+// DefaultFlushRecipients is Config.FlushRecipients when it is 0.
+const DefaultFlushRecipients = 1000
 
 // Config configures Apply. The zero value applies opt-out and quiet hours.
 type Config struct {
@@ -36,6 +46,23 @@ type Config struct {
 	// QuietHoursForRealtime applies quiet hours to realtime requests too.
 	// Default false: a live-event alert goes out at any hour.
 	QuietHoursForRealtime bool
+	// FlushRecipients is how many recipients the filter buffers, across the
+	// batches (and requests) of a bundle, before it reads their Redis state
+	// together and emits their outcomes; the rest are flushed when the
+	// bundle finishes. 0 means DefaultFlushRecipients (1000); 1 or less
+	// flushes every batch as it arrives.
+	FlushRecipients int
+}
+
+// flushAt is the number of buffered recipients that triggers a flush.
+func (c Config) flushAt() int {
+	switch {
+	case c.FlushRecipients == 0:
+		return DefaultFlushRecipients
+	case c.FlushRecipients < 1:
+		return 1
+	}
+	return c.FlushRecipients
 }
 
 // ReasonLowInterest is the reason of a recipient below Config.MinInterest.
@@ -43,7 +70,8 @@ const ReasonLowInterest = "low_interest"
 
 // Apply filters PCollection<recipient.Batch> into the kept
 // PCollection<recipient.Batch> and PCollection<pushflow.DeliveryEvent> of
-// dropped recipients (stage "filter").
+// dropped recipients (stage "filter"). Outputs keep their input's event
+// timestamp.
 func Apply(s beam.Scope, batches beam.PCollection, cfg Config) (kept, events beam.PCollection) {
 	s = s.Scope("filter.Apply")
 	if cfg.RedisAddr == "" {
@@ -52,7 +80,7 @@ func Apply(s beam.Scope, batches beam.PCollection, cfg Config) (kept, events bea
 	if cfg.FrequencyCap < 0 || cfg.MinInterest < 0 {
 		panic(fmt.Sprintf("filter.Apply: FrequencyCap and MinInterest must be >= 0, got %d and %v", cfg.FrequencyCap, cfg.MinInterest))
 	}
-	return beam.ParDo2(s, &filterFn{Cfg: cfg}, batches)
+	return beam.ParDo2(s, &rulesFn{Cfg: cfg}, batches)
 }
 
 var (
@@ -65,21 +93,33 @@ var (
 	}
 )
 
-type filterFn struct {
+// rulesFn is the filter's DoFn. Beam keys DoFn wrappers by "package.Type",
+// and Beam's own transforms/filter (which passert uses) has a filterFn:
+// hence not that name.
+type rulesFn struct {
 	Cfg Config
 
 	reg *redisio.Registry
 	now func() time.Time
+
+	buf      []pending // the bundle's batches not flushed yet, in arrival order
+	buffered int       // recipients in buf
 }
 
-func (fn *filterFn) Setup() {
+// pending is a buffered input element.
+type pending struct {
+	ts beam.EventTime
+	b  recipient.Batch
+}
+
+func (fn *rulesFn) Setup() {
 	fn.reg = redisio.Open(fn.Cfg.RedisAddr)
 	if fn.now == nil {
 		fn.now = time.Now
 	}
 }
 
-func (fn *filterFn) Teardown() {
+func (fn *rulesFn) Teardown() {
 	fn.reg.Close()
 }
 
@@ -117,61 +157,283 @@ func Decide(cfg Config, req pushflow.PushRequest, st State, userID string, now t
 	return "", nil
 }
 
-func (fn *filterFn) ProcessElement(ctx context.Context, b recipient.Batch, emit func(recipient.Batch), events func(pushflow.DeliveryEvent)) error {
-	req := b.Request.Req
-	users := userIDs(b.Recipients)
-	var st State
-	var err error
-	if st.Settings, err = fn.reg.Settings(ctx, req.App, users); err != nil {
-		return fmt.Errorf("filter: %s: %w", req.ID, err)
+// StartBundle drops anything a failed bundle left buffered: no state
+// survives from one bundle to the next.
+func (fn *rulesFn) StartBundle(context.Context, func(beam.EventTime, recipient.Batch), func(beam.EventTime, pushflow.DeliveryEvent)) {
+	fn.reset()
+}
+
+// ProcessElement buffers b and flushes once the buffer holds
+// Config.FlushRecipients recipients.
+func (fn *rulesFn) ProcessElement(ctx context.Context, ts beam.EventTime, b recipient.Batch, emit func(beam.EventTime, recipient.Batch), events func(beam.EventTime, pushflow.DeliveryEvent)) error {
+	fn.buf = append(fn.buf, pending{ts: ts, b: b})
+	fn.buffered += len(b.Recipients)
+	if at := fn.Cfg.flushAt(); at <= 1 || fn.buffered >= at {
+		return fn.flush(ctx, emit, events)
 	}
-	if fn.Cfg.MinInterest > 0 && req.Category != "" {
-		if st.Interest, err = fn.reg.InterestScores(ctx, req.App, req.Category, users); err != nil {
-			return fmt.Errorf("filter: %s: %w", req.ID, err)
-		}
+	return nil
+}
+
+// FinishBundle flushes what the bundle left buffered.
+func (fn *rulesFn) FinishBundle(ctx context.Context, emit func(beam.EventTime, recipient.Batch), events func(beam.EventTime, pushflow.DeliveryEvent)) error {
+	return fn.flush(ctx, emit, events)
+}
+
+func (fn *rulesFn) reset() {
+	clear(fn.buf) // let the batches go
+	fn.buf = fn.buf[:0]
+	fn.buffered = 0
+}
+
+// flush decides every buffered batch together and emits, batch by batch in
+// arrival order and each with its own timestamp, its dropped recipients'
+// events (in the batch's order) and then the batch of the kept ones, if any:
+// what filtering the batches one at a time would emit. Counters are updated
+// here, on the bundle's goroutine.
+func (fn *rulesFn) flush(ctx context.Context, emit func(beam.EventTime, recipient.Batch), events func(beam.EventTime, pushflow.DeliveryEvent)) error {
+	defer fn.reset()
+	if len(fn.buf) == 0 {
+		return nil
 	}
 	now := fn.now()
-	decided := make(map[string]Decision, len(users))
-	var pass []string
-	for _, u := range users {
-		d, err := Decide(fn.Cfg, req, st, u, now)
-		if err != nil {
-			// Settings are validated when registered; a bad value that got
-			// in anyway must not stop the batch: keep the user and say so.
-			slog.WarnContext(ctx, "filter: ignoring bad settings", "app", req.App, "err", err)
+	decided, err := fn.decide(ctx, fn.buf, now)
+	if err != nil {
+		return err
+	}
+	for i, p := range fn.buf {
+		b := p.b
+		kept := make([]recipient.Recipient, 0, len(b.Recipients))
+		for _, r := range b.Recipients {
+			if reason := decided[i][r.UserID]; reason != "" {
+				droppedCount[reason].Inc(ctx, 1)
+				events(p.ts, b.Event(now, r, pushflow.StageFilter, pushflow.OutcomeDropped, reason))
+				continue
+			}
+			kept = append(kept, r)
 		}
-		decided[u] = d
-		if d == "" {
-			pass = append(pass, u)
+		keptCount.Inc(ctx, int64(len(kept)))
+		if len(kept) > 0 {
+			emit(p.ts, b.With(kept))
 		}
 	}
-	if fn.Cfg.FrequencyCap > 0 && len(pass) > 0 {
-		counts, err := fn.reg.IncrFrequency(ctx, req.App, categoryKey(req.Category), now.UTC().Format("20060102"), pass)
-		if err != nil {
-			return fmt.Errorf("filter: %s: %w", req.ID, err)
+	return nil
+}
+
+// appCategory keys the interest reads and frequency counts of a flush.
+type appCategory struct{ app, category string }
+
+// decide returns, for each batch of buf, the decision of each of its users.
+//
+// It reads settings once per app and interest once per (app, category) for
+// all the users of buf, concurrently, and then counts the users the
+// stateless rules kept, per (app, category). Counting is what makes batching
+// across requests delicate: a user kept in k batches of one (app, category)
+// is counted k times, and its j-th occurrence (in arrival order) must see
+// the count it would have seen had the batches been filtered one after
+// another. IncrFrequency counts a user once per call, so the occurrences are
+// counted in layers: the first call counts every user's first occurrence,
+// the second every second one, and so on; the j-th call's count is the j-th
+// occurrence's. Usually there is one layer, so one round trip per
+// (app, category); never more round trips than filtering batch by batch.
+func (fn *rulesFn) decide(ctx context.Context, buf []pending, now time.Time) ([]map[string]Decision, error) {
+	users := make([][]string, len(buf))
+	var apps grouping[string]
+	var interests grouping[appCategory]
+	settingsOf := make([]int, len(buf))
+	interestOf := make([]int, len(buf))
+	for i, p := range buf {
+		req := p.b.Request.Req
+		users[i] = userIDs(p.b.Recipients)
+		settingsOf[i] = apps.add(req.App, i)
+		interestOf[i] = -1
+		if fn.Cfg.MinInterest > 0 && req.Category != "" {
+			interestOf[i] = interests.add(appCategory{req.App, req.Category}, i)
 		}
-		if req.Priority != pushflow.PriorityRealtime {
-			for _, u := range pass {
-				if counts[u] > int64(fn.Cfg.FrequencyCap) {
-					decided[u] = pushflow.ReasonFrequencyCap
+	}
+
+	settings := make([]map[string]pushflow.Settings, len(apps.keys))
+	interest := make([]map[string]float64, len(interests.keys))
+	calls := make([]func() error, 0, len(apps.keys)+len(interests.keys))
+	for g, app := range apps.keys {
+		ids := distinctUsers(users, apps.batches[g])
+		calls = append(calls, func() (err error) {
+			if settings[g], err = fn.reg.Settings(ctx, app, ids); err != nil {
+				return fmt.Errorf("filter: %s: %w", requestIDs(buf, apps.batches[g]), err)
+			}
+			return nil
+		})
+	}
+	for g, k := range interests.keys {
+		ids := distinctUsers(users, interests.batches[g])
+		calls = append(calls, func() (err error) {
+			if interest[g], err = fn.reg.InterestScores(ctx, k.app, k.category, ids); err != nil {
+				return fmt.Errorf("filter: %s: %w", requestIDs(buf, interests.batches[g]), err)
+			}
+			return nil
+		})
+	}
+	if err := parallel(calls); err != nil {
+		return nil, err
+	}
+
+	decided := make([]map[string]Decision, len(buf))
+	pass := make([][]string, len(buf)) // per batch, its users the stateless rules keep
+	for i, p := range buf {
+		req := p.b.Request.Req
+		st := State{Settings: settings[settingsOf[i]]}
+		if g := interestOf[i]; g >= 0 {
+			st.Interest = interest[g]
+		}
+		decided[i] = make(map[string]Decision, len(users[i]))
+		for _, u := range users[i] {
+			d, err := Decide(fn.Cfg, req, st, u, now)
+			if err != nil {
+				// Settings are validated when registered; a bad value that got
+				// in anyway must not stop the batch: keep the user and say so.
+				slog.WarnContext(ctx, "filter: ignoring bad settings", "app", req.App, "err", err)
+			}
+			decided[i][u] = d
+			if d == "" {
+				pass[i] = append(pass[i], u)
+			}
+		}
+	}
+	if fn.Cfg.FrequencyCap > 0 {
+		if err := fn.capFrequency(ctx, buf, pass, decided, now); err != nil {
+			return nil, err
+		}
+	}
+	return decided, nil
+}
+
+// capFrequency counts the users in pass, per (app, category) and UTC day, and
+// drops those over the cap from decided, but never from realtime batches.
+func (fn *rulesFn) capFrequency(ctx context.Context, buf []pending, pass [][]string, decided []map[string]Decision, now time.Time) error {
+	day := now.UTC().Format("20060102")
+	var groups grouping[appCategory]
+	for i, p := range buf {
+		if len(pass[i]) > 0 {
+			req := p.b.Request.Req
+			groups.add(appCategory{req.App, categoryKey(req.Category)}, i)
+		}
+	}
+	// counts[g][j][u] is the count of user u's (j+1)-th occurrence in group g.
+	counts := make([][]map[string]int64, len(groups.keys))
+	calls := make([]func() error, 0, len(groups.keys))
+	for g, k := range groups.keys {
+		var layers [][]string
+		seen := map[string]int{}
+		for _, i := range groups.batches[g] {
+			for _, u := range pass[i] { // distinct within a batch
+				j := seen[u]
+				seen[u]++
+				if j == len(layers) {
+					layers = append(layers, nil)
+				}
+				layers[j] = append(layers[j], u)
+			}
+		}
+		calls = append(calls, func() error {
+			counts[g] = make([]map[string]int64, len(layers))
+			for j, l := range layers {
+				c, err := fn.reg.IncrFrequency(ctx, k.app, k.category, day, l)
+				if err != nil {
+					return fmt.Errorf("filter: %s: %w", requestIDs(buf, groups.batches[g]), err)
+				}
+				counts[g][j] = c
+			}
+			return nil
+		})
+	}
+	if err := parallel(calls); err != nil {
+		return err
+	}
+	limit := int64(fn.Cfg.FrequencyCap)
+	for g := range groups.keys {
+		seen := map[string]int{}
+		for _, i := range groups.batches[g] {
+			realtime := buf[i].b.Request.Req.Priority == pushflow.PriorityRealtime
+			for _, u := range pass[i] {
+				j := seen[u]
+				seen[u]++
+				if !realtime && counts[g][j][u] > limit {
+					decided[i][u] = pushflow.ReasonFrequencyCap
 				}
 			}
 		}
 	}
-	kept := make([]recipient.Recipient, 0, len(b.Recipients))
-	for _, r := range b.Recipients {
-		if reason := decided[r.UserID]; reason != "" {
-			droppedCount[reason].Inc(ctx, 1)
-			events(b.Event(now, r, pushflow.StageFilter, pushflow.OutcomeDropped, reason))
-			continue
+	return nil
+}
+
+// grouping collects the batches of a flush by key, keys in order of first
+// appearance and each key's batches (indexes into the buffer) in arrival
+// order.
+type grouping[K comparable] struct {
+	index   map[K]int
+	keys    []K
+	batches [][]int
+}
+
+// add files batch i under k and returns k's group index.
+func (g *grouping[K]) add(k K, i int) int {
+	n, ok := g.index[k]
+	if !ok {
+		if g.index == nil {
+			g.index = map[K]int{}
 		}
-		kept = append(kept, r)
+		n = len(g.keys)
+		g.index[k] = n
+		g.keys = append(g.keys, k)
+		g.batches = append(g.batches, nil)
 	}
-	keptCount.Inc(ctx, int64(len(kept)))
-	if len(kept) > 0 {
-		emit(b.With(kept))
+	g.batches[n] = append(g.batches[n], i)
+	return n
+}
+
+// maxParallelCalls bounds the Redis calls of one flush in flight at once
+// (go-redis's pool has 10 connections per CPU by default).
+const maxParallelCalls = 8
+
+// parallel runs calls, at most maxParallelCalls at a time, and returns the
+// first error in calls' order. The calls only talk to Redis and fill their
+// own result slots; metrics stay on the caller's goroutine.
+func parallel(calls []func() error) error {
+	if len(calls) == 1 {
+		return calls[0]()
+	}
+	errs := make([]error, len(calls))
+	sem := make(chan struct{}, maxParallelCalls)
+	var wg sync.WaitGroup
+	for i, call := range calls {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			errs[i] = call()
+		})
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
 	}
 	return nil
+}
+
+// requestIDs names the requests of batches for an error: "r-1", or
+// "r-1, r-2, r-3 and 4 more".
+func requestIDs(buf []pending, batches []int) string {
+	const show = 3
+	var ids []string
+	for _, i := range batches {
+		if id := buf[i].b.Request.Req.ID; !slices.Contains(ids, id) {
+			ids = append(ids, id)
+		}
+	}
+	if len(ids) > show {
+		return fmt.Sprintf("%s and %d more", strings.Join(ids[:show], ", "), len(ids)-show)
+	}
+	return strings.Join(ids, ", ")
 }
 
 func categoryKey(c string) string {
@@ -179,6 +441,24 @@ func categoryKey(c string) string {
 		return "_"
 	}
 	return c
+}
+
+// distinctUsers returns the users of the given batches, each once, in order.
+func distinctUsers(users [][]string, batches []int) []string {
+	if len(batches) == 1 {
+		return users[batches[0]]
+	}
+	seen := map[string]bool{}
+	var out []string
+	for _, i := range batches {
+		for _, u := range users[i] {
+			if !seen[u] {
+				seen[u] = true
+				out = append(out, u)
+			}
+		}
+	}
+	return out
 }
 
 func userIDs(rs []recipient.Recipient) []string {

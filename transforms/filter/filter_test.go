@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/apache/beam/sdks/v2/go/pkg/beam"
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/core/metrics"
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
@@ -113,7 +114,7 @@ func beamContext() (context.Context, func() map[string]int64) {
 
 type fixture struct {
 	reg *redisio.Registry
-	fn  *filterFn
+	fn  *rulesFn
 	ctx context.Context
 }
 
@@ -127,7 +128,7 @@ func newFixture(t *testing.T, cfg Config, now time.Time, events ...pushflow.Devi
 	if err := reg.Apply(ctx, events); err != nil {
 		t.Fatalf("seed registry: %v", err)
 	}
-	fn := &filterFn{Cfg: cfg, now: func() time.Time { return now }}
+	fn := &rulesFn{Cfg: cfg, now: func() time.Time { return now }}
 	fn.Setup()
 	t.Cleanup(fn.Teardown)
 	return &fixture{reg: reg, fn: fn, ctx: ctx}
@@ -138,18 +139,64 @@ type out struct {
 	Events []pushflow.DeliveryEvent
 }
 
+// emitted is one output of the DoFn, in the order it was emitted.
+type emitted struct {
+	TS    beam.EventTime
+	Kept  *recipient.Batch
+	Event *pushflow.DeliveryEvent
+}
+
+// input is one input element of a bundle.
+type input struct {
+	TS beam.EventTime
+	B  recipient.Batch
+}
+
+// bundle runs one bundle over in as the runner does (StartBundle,
+// ProcessElement per element, FinishBundle) and returns what it emitted, in
+// order, and after[i], how many outputs there were when ProcessElement(in[i])
+// returned.
+func (f *fixture) bundle(ctx context.Context, in ...input) (outs []emitted, after []int, err error) {
+	emit := func(ts beam.EventTime, b recipient.Batch) { outs = append(outs, emitted{TS: ts, Kept: &b}) }
+	events := func(ts beam.EventTime, e pushflow.DeliveryEvent) { outs = append(outs, emitted{TS: ts, Event: &e}) }
+	f.fn.StartBundle(ctx, emit, events)
+	for _, x := range in {
+		if err := f.fn.ProcessElement(ctx, x.TS, x.B, emit, events); err != nil {
+			return outs, after, err
+		}
+		after = append(after, len(outs))
+	}
+	return outs, after, f.fn.FinishBundle(ctx, emit, events)
+}
+
+// run filters b alone in a bundle and checks every output carries b's
+// timestamp.
 func (f *fixture) run(t *testing.T, ctx context.Context, b recipient.Batch) out {
 	t.Helper()
+	const ts = beam.EventTime(1_763_800_000_000)
+	outs, _, err := f.bundle(ctx, input{ts, b})
+	if err != nil {
+		t.Fatalf("filter(%s) = %v, want nil", b.Request.Req.ID, err)
+	}
 	var o out
-	if err := f.fn.ProcessElement(ctx, b,
-		func(b recipient.Batch) { o.Kept = append(o.Kept, b) },
-		func(e pushflow.DeliveryEvent) { o.Events = append(o.Events, e) }); err != nil {
-		t.Fatalf("ProcessElement(%s) = %v, want nil", b.Request.Req.ID, err)
+	for _, e := range outs {
+		if e.TS != ts {
+			t.Errorf("filter(%s) emitted %+v at %v, want the input's timestamp %v", b.Request.Req.ID, e, e.TS, ts)
+		}
+		if e.Kept != nil {
+			o.Kept = append(o.Kept, *e.Kept)
+		} else {
+			o.Events = append(o.Events, *e.Event)
+		}
 	}
 	return o
 }
 
 func batch(id, category, priority string, seq int, rs ...recipient.Recipient) recipient.Batch {
+	return batchOf(app, id, category, priority, seq, rs...)
+}
+
+func batchOf(app, id, category, priority string, seq int, rs ...recipient.Recipient) recipient.Batch {
 	return recipient.Batch{
 		Request: recipient.Request{
 			Req:        pushflow.PushRequest{V: 1, ID: id, App: app, Category: category, Priority: priority, Target: pushflow.Target{Broadcast: true}, Notification: pushflow.Notification{Title: "t"}},
