@@ -19,9 +19,10 @@ import (
 // writes encode, so a benchmark pays what the SDK harness pays per element.
 type codedState struct {
 	*fakeState
-	enc map[reflect.Type]beam.ElementEncoder
-	dec map[reflect.Type]beam.ElementDecoder
-	typ map[string]reflect.Type
+	enc  map[reflect.Type]beam.ElementEncoder
+	dec  map[reflect.Type]beam.ElementDecoder
+	typ  map[string]reflect.Type
+	adds int // bag appends: each one is a state request of its own on a runner
 }
 
 func newCodedState() *codedState {
@@ -78,6 +79,7 @@ func (c *codedState) ReadBagState(id string) ([]any, []state.Transaction, error)
 	return out, nil, nil
 }
 func (c *codedState) WriteBagState(t state.Transaction) error {
+	c.adds++
 	c.bags[t.Key] = append(c.bags[t.Key], c.encode(t.Key, t.Val))
 	return nil
 }
@@ -172,5 +174,84 @@ func BenchmarkLargeBacklog(b *testing.B) {
 				b.ReportMetric(float64(readNs.Nanoseconds())/float64(firings-plain), "ns/refill_firing")
 			}
 		})
+	}
+}
+
+// BenchmarkTinyRequestsFiring measures what a timer firing costs with
+// 100,000 one-user requests (one-recipient batches, 3 campaigns) pending on
+// one key, with coalescing (the default) and without (CoalesceBelow 0),
+// side by side. Coded fake state as in BenchmarkLargeBacklog; GlobalQPS
+// 4000 on one shard: 400 per 100 ms slot. 400 new requests arrive after
+// every firing, so the backlog stays at 100,000 and refills come every
+// RefillEvery (10 slots). Each variant fires 60 times; reported per
+// variant: ns per OnTimer (all firings, refills, others), bag appends per
+// firing (state requests on a runner), inbox entries after the load, and
+// ns per ProcessElement of the load. Run it once:
+//
+//	go test -run '^$' -bench TinyRequestsFiring -benchtime 1x ./transforms/pace/
+func BenchmarkTinyRequestsFiring(b *testing.B) {
+	const pending, firings, perSlot = 100_000, 60, 400
+	campaigns := []string{"a", "b", "c"}
+	in := tinyRequests(campaigns, 0, pending+firings*perSlot)
+	for range b.N {
+		for _, v := range []struct {
+			name  string
+			below int
+		}{{"coalesced", coalesceBelow}, {"uncoalesced", 0}} {
+			now := t0
+			cfg := Config{GlobalQPS: 10 * perSlot, Clock: func() time.Time { return now }}.withDefaults("bench")
+			fn := newFn(cfg)
+			fn.CoalesceBelow = v.below
+			fn.Setup()
+			sp, tp := newCodedState(), &fakeTimers{}
+			released := 0
+			emit := func(x recipient.Batch) { released += len(x.Recipients) }
+			add := func(bs []recipient.Batch) {
+				for _, x := range bs {
+					if err := fn.ProcessElement(sp, tp, 0, x, emit); err != nil {
+						b.Fatal(err)
+					}
+				}
+			}
+			start := time.Now()
+			add(in[:pending])
+			load := time.Since(start)
+			entries := len(sp.bags["pending"]) + len(sp.bags["open"])
+
+			var all, refill time.Duration
+			refills, adds := 0, 0
+			for i := range firings {
+				if !tp.set {
+					b.Fatal("no timer set")
+				}
+				tp.set = false
+				now = tp.at
+				reads, adds0, start := sp.reads, sp.adds, time.Now()
+				if err := fn.OnTimer(context.Background(), sp, tp, 0, timers.Context{Family: "slot"}, emit); err != nil {
+					b.Fatal(err)
+				}
+				d := time.Since(start)
+				all += d
+				adds += sp.adds - adds0
+				if sp.reads > reads {
+					refill += d
+					refills++
+				}
+				add(in[pending+i*perSlot : pending+(i+1)*perSlot])
+			}
+			if released != firings*perSlot {
+				b.Fatalf("%s: released %d in %d firings, want %d", v.name, released, firings, firings*perSlot)
+			}
+			b.ReportMetric(float64(all.Nanoseconds())/firings, "ns/firing_"+v.name)
+			if refills > 0 {
+				b.ReportMetric(float64(refill.Nanoseconds())/float64(refills), "ns/refill_"+v.name)
+			}
+			if firings > refills {
+				b.ReportMetric(float64((all-refill).Nanoseconds())/float64(firings-refills), "ns/plain_firing_"+v.name)
+			}
+			b.ReportMetric(float64(adds)/firings, "bagadds/firing_"+v.name)
+			b.ReportMetric(float64(entries), "inbox_entries_"+v.name)
+			b.ReportMetric(float64(load.Nanoseconds())/pending, "ns/element_"+v.name)
+		}
 	}
 }

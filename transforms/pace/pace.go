@@ -49,39 +49,61 @@
 // TaskManager heap), on Dataflow Streaming Engine — not the SDK worker's
 // heap, in two tiers:
 //
-//   - the inbox, a BagState ("pending") that ProcessElement only appends to:
-//     O(1) per batch;
+//   - the inbox, two BagStates that ProcessElement appends to. A batch of
+//     at least 100 recipients (coalesceBelow) is an entry of "pending" by
+//     itself. A smaller one (a one-user request, the last batch of an
+//     audience) goes to "open"; when "open" holds 4,000 recipients
+//     (openLimitTimes × coalesceTarget), or a large batch arrives for a
+//     campaign with batches in "open" (which keeps the campaign's batches
+//     in arrival order), the key reads "open", coalesces its batches — per
+//     campaign, in arrival order — into entries of up to 500 recipients
+//     (coalesceTarget), appends those to "pending" and clears "open". A
+//     small batch is so written to "open", read back and written to
+//     "pending" once: O(1) per batch amortized, and the element that moves
+//     "open" reads at most 4,000 batches. A backlog of 200,000 one-user
+//     requests is about 400 entries of "pending", not 200,000.
 //   - the ready queue, a ValueState ("ready") holding a few seconds of the
 //     key's budget (about 20 slots of it; 50,000 recipients when there is
 //     no global limit), from which every firing releases.
 //
-// Each firing reads, allocates over and rewrites only the ready queue:
-// O(a few seconds of budget) per slot, however large the backlog. The Go
-// SDK (v2.77.0) reads a bag whole (OrderedList.ReadRange filters client
-// side too, and MapState is not supported by every portable runner), so the
-// inbox is read only on a refill: when the ready queue would fall below
-// about 2 slots of budget (10,000 recipients without a global limit), when
-// a campaign would empty its part of it while the inbox is not empty, or —
-// when batches arrived since the last refill — once at least RefillEvery
-// (10 slots, 1 s at the default Slot) has passed since it. A refill merges
-// the inbox with the ready queue and moves into the ready queue an even
-// selection across campaigns (Allocate over the refill target, each
-// campaign's batches in arrival order, splitting one where its share ends),
-// and rewrites the inbox with the rest: O(backlog per key), once every ~18
-// slots at full rate, and at most once per RefillEvery while new work
-// keeps arriving. So one huge campaign cannot fill the ready queue and
-// starve a later one: a campaign that arrives while another has a huge
-// backlog is admitted to the ready queue with an even share within
-// RefillEvery (+ one slot) of its arrival, and gets its even share of
-// every slot from then on. Without a global limit a firing releases at
-// most the ready queue (50,000 recipients per key per slot). The backlog
-// per key should stay reasonable all the same — a refill still decodes and
-// rewrites it. With backpressure on (see below; dispatch turns it on
-// whenever the lane is paced) the expansion keeps each campaign's backlog
-// near its limit instead of parking a 10M-recipient audience here; without
-// it, use more Shards, larger batches, or pace the producer (the campaign
-// pipeline). The slot counter, timer flag and refill bookkeeping live in a
-// ValueState ("pos").
+// An entry (pendingEntry) is one batch, or small batches of one campaign
+// in arrival order. Releasing part of an entry emits its whole batches
+// while they fit and splits the batch where the allocation ends
+// (Batch.With), so the output is still one element per batch, or piece of
+// a batch, of one request.
+//
+// Each firing reads, allocates over and rewrites only the ready queue: O(a
+// few seconds of budget) per slot, however large the backlog (in bytes: about
+// 20 slots' worth of recipients, each with its request when requests are
+// one-user ones). The Go SDK (v2.77.0) reads a bag whole
+// (OrderedList.ReadRange filters client side too, and MapState is not
+// supported by every portable runner), and sends every bag append as a state
+// request of its own, so the inbox is read only on a refill: when the ready
+// queue would fall below about 2 slots of budget (10,000 recipients without a
+// global limit), when a campaign would empty its part of it while the inbox
+// is not empty, or — when batches arrived since the last refill — once at
+// least RefillEvery (10 slots, 1 s at the default Slot) has passed since it.
+// A refill merges the inbox (both bags, coalescing what is in "open" as
+// above) with the ready queue, moves into the ready queue an even selection
+// across campaigns (Allocate over the refill target, each campaign's batches
+// in arrival order, splitting an entry, and a batch, where its share ends),
+// and rewrites "pending" with the rest: O(backlog per key) to decode and
+// encode, and one state request per entry written — per large batch or per
+// ~500 recipients of small ones, rather than one per batch — once every ~18
+// slots at full rate, and at most once per RefillEvery while new work keeps
+// arriving (reading only the bags that hold something). Since a refill
+// selects evenly, one huge campaign cannot fill the ready queue and starve a
+// later one: a campaign that arrives while another has a huge backlog is
+// admitted to the ready queue with an even share within RefillEvery (+ one
+// slot) of its arrival, and gets its even share of every slot from then on.
+// Without a global limit a firing releases at most the ready queue (50,000
+// recipients per key per slot). The backlog per key should stay reasonable
+// all the same — a refill still decodes and rewrites it. With backpressure on
+// (see below; dispatch turns it on whenever the lane is paced) the expansion
+// keeps each campaign's backlog near its limit instead of parking a
+// 10M-recipient audience here; without it, use more Shards, larger batches,
+// or pace the producer (the campaign pipeline). The slot counter, timer flag,
+// the inbox's counts and refill bookkeeping live in a ValueState ("pos").
 //
 // Output elements are in the global window, timestamped with the processing
 // time of the firing that released them (the timer's default output
@@ -92,17 +114,17 @@
 // With Config.RedisAddr set, every firing ends by reporting what its key
 // (shard) still holds: the recipients pending per campaign, in the ready
 // queue and the inbox together, as the Redis hash pf:pace:<Lane>:<shard>
-// (redisio.Registry.ReportBacklog; one round trip per firing). A key that
-// has nothing left reports an empty map, which deletes the hash. Reports
-// expire after ReportTTL (30 s), and a key refreshes its report every slot
-// while anything is pending, so the report of a shard that stopped firing
-// (a stopped pipeline, or a shard dropped by lowering Shards) soon stops
-// counting. Counts are absolute — each report replaces the shard's
-// previous one — not credits added and taken back, so a retried firing or
-// bundle cannot make them drift. A failed report does not fail the firing
-// (that would replay its releases): it is logged (at most once per 10 s
-// per worker) and counted in pushflow/pace_report_errors, and the previous
-// report stays until it is replaced or expires.
+// (redisio.Registry.ReportBacklog; one round trip per firing); the inbox
+// counts whole, "open" included. A key that has nothing left reports an empty
+// map, which deletes the hash. Reports expire after ReportTTL (30 s), and a
+// key refreshes its report every slot while anything is pending, so the
+// report of a shard that stopped firing (a stopped pipeline, or a shard
+// dropped by lowering Shards) soon stops counting. Counts are absolute — each
+// report replaces the shard's previous one — not credits added and taken
+// back, so a retried firing or bundle cannot make them drift. A failed report
+// does not fail the firing (that would replay its releases): it is logged (at
+// most once per 10 s per worker) and counted in pushflow/pace_report_errors,
+// and the previous report stays until it is replaced or expires.
 //
 // The expansion of large audiences (broadcast, tags, files) reads its
 // campaign's sum over the lane's shards (redisio.Registry.Backlog) and
@@ -140,7 +162,7 @@ func init() {
 	register.DoFn5x1[state.Provider, timers.Provider, int, recipient.Batch, func(recipient.Batch), error](&paceFn{})
 	register.Emitter1[recipient.Batch]()
 	register.Emitter2[int, recipient.Batch]()
-	beam.RegisterType(reflect.TypeOf((*pendingBatch)(nil)).Elem())
+	beam.RegisterType(reflect.TypeOf((*pendingEntry)(nil)).Elem())
 	beam.RegisterType(reflect.TypeOf((*slotState)(nil)).Elem())
 }
 
@@ -273,25 +295,71 @@ var (
 	reportErrors  = beam.NewCounter("pushflow", "pace_report_errors")      // backlog reports that failed
 )
 
-// pendingBatch is a batch waiting in a key's inbox or ready queue, with its
-// arrival number: bag order is not guaranteed by every runner, so release
-// order is by N. The pieces of a split batch keep its N.
-type pendingBatch struct {
-	N     int64
-	Batch recipient.Batch
+// pendingEntry is work waiting in a key's inbox or ready queue: one batch,
+// or small batches of one campaign coalesced, in arrival order, with the
+// arrival number of the first: bag order is not guaranteed by every
+// runner, so release order is by N. The pieces of a split entry keep its
+// N. An entry in "open" holds one batch.
+//
+// A campaign's entries never interleave: the batches of one have arrival
+// numbers between those of the entries before and after it (a large batch
+// moves its campaign's open batches to "pending" before it is added), so
+// ordering entries by N keeps every campaign's batches in arrival order.
+type pendingEntry struct {
+	N       int64
+	Batches []recipient.Batch // one campaign's, none empty
 }
+
+func (e pendingEntry) campaign() string { return e.Batches[0].Request.Req.Campaign }
+
+// size is the number of recipients of e.
+func (e pendingEntry) size() int {
+	n := 0
+	for _, b := range e.Batches {
+		n += len(b.Recipients)
+	}
+	return n
+}
+
+// split returns e's first k recipients (0 < k < e.size()) and the rest, in
+// order, both with e's N: whole batches while they fit, and the batch at
+// the boundary cut in two (Batch.With).
+func (e pendingEntry) split(k int) (head, tail pendingEntry) {
+	head.N, tail.N = e.N, e.N
+	for i, b := range e.Batches {
+		rs := b.Recipients
+		if k >= len(rs) {
+			head.Batches = append(head.Batches, b)
+			k -= len(rs)
+			continue
+		}
+		if k > 0 {
+			head.Batches = append(head.Batches, b.With(rs[:k:k]))
+			tail.Batches = append(make([]recipient.Batch, 0, len(e.Batches)-i), b.With(rs[k:]))
+			tail.Batches = append(tail.Batches, e.Batches[i+1:]...)
+		} else {
+			tail.Batches = slices.Clone(e.Batches[i:])
+		}
+		return head, tail
+	}
+	return head, tail
+}
+
+func byN(a, b pendingEntry) int { return cmp.Compare(a.N, b.N) }
 
 // slotState is a key's pacing position.
 type slotState struct {
 	Epoch   int64 // unix ns of the start of slot 0 of the key's active period
 	Last    int64 // the last slot whose budget was released; -1 before any
 	TimerAt int64 // unix ns the timer is set for; 0 when no timer is set
-	NextN   int64 // arrival counter for pendingBatch.N
+	NextN   int64 // arrival counter for pendingEntry.N
 
 	Inbox     int64            // batches added to the inbox since the last refill
-	Waiting   int64            // recipients in the inbox
+	Waiting   int64            // recipients in the inbox ("pending" and "open")
 	WaitingBy map[string]int64 // recipients in the inbox per campaign; no zero entries
 	Refilled  int64            // unix ns of the last refill; 0 before any
+	Open      int64            // recipients in "open" (part of Waiting)
+	OpenBy    map[string]int64 // recipients in "open" per campaign; no zero entries
 }
 
 // Refill policy, in slots of the key's global budget (see the package doc).
@@ -301,6 +369,13 @@ const (
 	refillEverySlots  = 10    // RefillEvery: admit new arrivals at least this often
 	refillLowUnlim    = 10000 // refillLow without a global limit, in recipients
 	refillTargetUnlim = 50000 // refillTarget without a global limit, in recipients
+)
+
+// Coalescing of small batches in the inbox (see the package doc).
+const (
+	coalesceBelow  = 100 // batches with fewer recipients go to "open"
+	coalesceTarget = 500 // recipients per coalesced entry, at most
+	openLimitTimes = 8   // "open" moves to "pending" at openLimitTimes × coalesceTarget recipients
 )
 
 // paceFn is the stateful pacer over KV<shard int, recipient.Batch>.
@@ -313,9 +388,14 @@ type paceFn struct {
 	DefaultCampaignQPS int
 	RedisAddr          string
 	Lane               string
+	// CoalesceBelow and CoalesceTarget are coalesceBelow and
+	// coalesceTarget; tests change them (CoalesceBelow 0: no coalescing).
+	CoalesceBelow  int
+	CoalesceTarget int
 
-	Pending state.Bag[pendingBatch]     // inbox: appended to by ProcessElement
-	Ready   state.Value[[]pendingBatch] // released from by OnTimer, by N
+	Pending state.Bag[pendingEntry]     // inbox: entries, appended to by ProcessElement
+	Open    state.Bag[pendingEntry]     // inbox: small batches, one per entry, not yet coalesced
+	Ready   state.Value[[]pendingEntry] // released from by OnTimer, by N
 	Pos     state.Value[slotState]
 	Tick    timers.ProcessingTime
 
@@ -338,8 +418,11 @@ func newFn(cfg Config) *paceFn {
 		DefaultCampaignQPS: cfg.DefaultCampaignQPS,
 		RedisAddr:          cfg.RedisAddr,
 		Lane:               cfg.Lane,
-		Pending:            state.MakeBagState[pendingBatch]("pending"),
-		Ready:              state.MakeValueState[[]pendingBatch]("ready"),
+		CoalesceBelow:      coalesceBelow,
+		CoalesceTarget:     coalesceTarget,
+		Pending:            state.MakeBagState[pendingEntry]("pending"),
+		Open:               state.MakeBagState[pendingEntry]("open"),
+		Ready:              state.MakeValueState[[]pendingEntry]("ready"),
 		Pos:                state.MakeValueState[slotState]("pos"),
 		Tick:               timers.InProcessingTime("slot"),
 		now:                cfg.Clock,
@@ -388,16 +471,39 @@ func (fn *paceFn) ProcessElement(sp state.Provider, tp timers.Provider, _ int, b
 	if !ok {
 		pos = slotState{Last: -1}
 	}
-	if err := fn.Pending.Add(sp, pendingBatch{N: pos.NextN, Batch: b}); err != nil {
+	it := pendingEntry{N: pos.NextN, Batches: []recipient.Batch{b}}
+	c, n := b.Request.Req.Campaign, int64(len(b.Recipients))
+	small := len(b.Recipients) < fn.CoalesceBelow && fn.CoalesceTarget > 0
+	switch {
+	case small && pos.Open+n >= int64(openLimitTimes*fn.CoalesceTarget):
+		err = fn.flush(sp, &pos, it) // b with the open batches
+	case small:
+		if err = fn.Open.Add(sp, it); err == nil {
+			pos.Open += n
+			if pos.OpenBy == nil {
+				pos.OpenBy = map[string]int64{}
+			}
+			pos.OpenBy[c] += n
+		}
+	default:
+		if pos.OpenBy[c] > 0 {
+			// The campaign's open batches arrived before b.
+			err = fn.flush(sp, &pos)
+		}
+		if err == nil {
+			err = fn.Pending.Add(sp, it)
+		}
+	}
+	if err != nil {
 		return fmt.Errorf("pace: add %s/%d: %w", b.Request.Req.ID, b.Seq, err)
 	}
 	pos.NextN++
 	pos.Inbox++
-	pos.Waiting += int64(len(b.Recipients))
+	pos.Waiting += n
 	if pos.WaitingBy == nil {
 		pos.WaitingBy = map[string]int64{}
 	}
-	pos.WaitingBy[b.Request.Req.Campaign] += int64(len(b.Recipients))
+	pos.WaitingBy[c] += n
 	if pos.TimerAt == 0 {
 		now := fn.now().Truncate(time.Millisecond).UnixNano()
 		next := pos.Epoch + (pos.Last+1)*int64(fn.Slot) // start of the first slot not released yet
@@ -463,22 +569,25 @@ func (fn *paceFn) OnTimer(ctx context.Context, sp state.Provider, tp timers.Prov
 	released, backlog := 0, 0
 	keep := ready[:0]
 	for _, it := range ready {
-		c := it.Batch.Request.Req.Campaign
-		rs := it.Batch.Recipients
-		take := min(alloc[c], len(rs))
+		c, n := it.campaign(), it.size()
+		take := min(alloc[c], n)
 		alloc[c] -= take
 		released += take
 		switch take {
-		case len(rs):
-			emit(it.Batch)
+		case n:
+			for _, b := range it.Batches {
+				emit(b)
+			}
 		case 0:
 			keep = append(keep, it)
-			backlog += len(rs)
+			backlog += n
 		default:
-			emit(it.Batch.With(rs[:take:take]))
-			it.Batch = it.Batch.With(rs[take:])
-			keep = append(keep, it)
-			backlog += len(rs) - take
+			head, tail := it.split(take)
+			for _, b := range head.Batches {
+				emit(b)
+			}
+			keep = append(keep, tail)
+			backlog += n - take
 		}
 	}
 	if released > 0 || refilled {
@@ -513,7 +622,7 @@ func (fn *paceFn) OnTimer(ctx context.Context, sp state.Provider, tp timers.Prov
 
 // pendingBy returns the recipients pending per campaign: those of ready
 // plus waiting (the inbox's). Campaigns with none are left out.
-func pendingBy(ready []pendingBatch, waiting map[string]int64) map[string]int64 {
+func pendingBy(ready []pendingEntry, waiting map[string]int64) map[string]int64 {
 	m := make(map[string]int64, len(waiting))
 	for c, n := range waiting {
 		if n > 0 {
@@ -521,8 +630,8 @@ func pendingBy(ready []pendingBatch, waiting map[string]int64) map[string]int64 
 		}
 	}
 	for _, it := range ready {
-		if n := len(it.Batch.Recipients); n > 0 {
-			m[it.Batch.Request.Req.Campaign] += int64(n)
+		if n := it.size(); n > 0 {
+			m[it.campaign()] += int64(n)
 		}
 	}
 	return m
@@ -559,10 +668,10 @@ func (fn *paceFn) report(ctx context.Context, shard int, pending map[string]int6
 
 // allocate returns the demand per campaign of items and the allocation of
 // the slots (last, cur] among them.
-func (fn *paceFn) allocate(items []pendingBatch, budget int, last, cur int64) (demand, alloc map[string]int) {
+func (fn *paceFn) allocate(items []pendingEntry, budget int, last, cur int64) (demand, alloc map[string]int) {
 	demand = map[string]int{}
 	for _, it := range items {
-		demand[it.Batch.Request.Req.Campaign] += len(it.Batch.Recipients)
+		demand[it.campaign()] += it.size()
 	}
 	ceiling := map[string]int{}
 	for c := range demand {
@@ -594,45 +703,54 @@ func (fn *paceFn) needRefill(pos slotState, demand, alloc map[string]int, low in
 // refill merges the inbox with ready and returns the new ready queue: an
 // even selection across campaigns of at most target recipients, each
 // campaign's batches in arrival order. What is not selected goes back to
-// the inbox. It updates pos's refill bookkeeping.
-func (fn *paceFn) refill(sp state.Provider, pos *slotState, ready []pendingBatch, target int, cur, now int64) ([]pendingBatch, error) {
-	inbox, _, err := fn.Pending.Read(sp)
-	if err != nil {
-		return nil, fmt.Errorf("pace: read pending: %w", err)
+// "pending", and "open" is emptied. It updates pos's inbox counts and
+// refill bookkeeping.
+func (fn *paceFn) refill(sp state.Provider, pos *slotState, ready []pendingEntry, target int, cur, now int64) ([]pendingEntry, error) {
+	var inbox, open []pendingEntry
+	var err error
+	if pos.Waiting > pos.Open { // "pending" holds something
+		if inbox, _, err = fn.Pending.Read(sp); err != nil {
+			return nil, fmt.Errorf("pace: read pending: %w", err)
+		}
 	}
-	// Ready first: the stable sort keeps the ready piece of a split batch
+	if pos.Open > 0 {
+		if open, _, err = fn.Open.Read(sp); err != nil {
+			return nil, fmt.Errorf("pace: read open: %w", err)
+		}
+	}
+	// Ready first: the stable sort keeps the ready piece of a split entry
 	// (its earlier recipients) before the inbox piece with the same N.
 	all := append(slices.Clip(ready), inbox...)
-	slices.SortStableFunc(all, func(a, b pendingBatch) int { return cmp.Compare(a.N, b.N) })
+	all = append(all, fn.coalesce(open)...)
+	slices.SortStableFunc(all, byN)
 	demand := map[string]int{}
 	for _, it := range all {
-		demand[it.Batch.Request.Req.Campaign] += len(it.Batch.Recipients)
+		demand[it.campaign()] += it.size()
 	}
 	quota := Allocate(target, demand, nil, int(cur))
-	var sel, rest []pendingBatch
+	var sel, rest []pendingEntry
 	waiting := 0
 	var waitingBy map[string]int64
 	for _, it := range all {
-		c := it.Batch.Request.Req.Campaign
-		rs := it.Batch.Recipients
-		take := min(quota[c], len(rs))
+		c, n := it.campaign(), it.size()
+		take := min(quota[c], n)
 		quota[c] -= take
 		switch take {
-		case len(rs):
+		case n:
 			sel = append(sel, it)
 		case 0:
 			rest = append(rest, it)
-			waiting += len(rs)
 		default:
-			sel = append(sel, pendingBatch{N: it.N, Batch: it.Batch.With(rs[:take:take])})
-			rest = append(rest, pendingBatch{N: it.N, Batch: it.Batch.With(rs[take:])})
-			waiting += len(rs) - take
+			head, tail := it.split(take)
+			sel = append(sel, head)
+			rest = append(rest, tail)
 		}
-		if n := len(rs) - take; n > 0 {
+		if left := n - take; left > 0 {
+			waiting += left
 			if waitingBy == nil {
 				waitingBy = map[string]int64{}
 			}
-			waitingBy[c] += int64(n)
+			waitingBy[c] += int64(left)
 		}
 	}
 	if len(inbox) > 0 || len(rest) > 0 {
@@ -641,12 +759,70 @@ func (fn *paceFn) refill(sp state.Provider, pos *slotState, ready []pendingBatch
 		}
 		for _, it := range rest {
 			if err := fn.Pending.Add(sp, it); err != nil {
-				return nil, fmt.Errorf("pace: keep %s/%d: %w", it.Batch.Request.Req.ID, it.Batch.Seq, err)
+				return nil, fmt.Errorf("pace: keep %s/%d: %w", it.Batches[0].Request.Req.ID, it.Batches[0].Seq, err)
 			}
 		}
 	}
+	if len(open) > 0 {
+		if err := fn.Open.Clear(sp); err != nil {
+			return nil, fmt.Errorf("pace: clear open: %w", err)
+		}
+	}
 	pos.Inbox, pos.Waiting, pos.WaitingBy, pos.Refilled = 0, int64(waiting), waitingBy, now
+	pos.Open, pos.OpenBy = 0, nil
 	return sel, nil
+}
+
+// flush moves the open batches, and more (small batches that arrived
+// after them), to "pending" as coalesced entries, and empties "open".
+// Waiting is unchanged: both bags are the inbox.
+func (fn *paceFn) flush(sp state.Provider, pos *slotState, more ...pendingEntry) error {
+	var open []pendingEntry
+	if pos.Open > 0 {
+		var err error
+		if open, _, err = fn.Open.Read(sp); err != nil {
+			return fmt.Errorf("read open: %w", err)
+		}
+	}
+	for _, it := range fn.coalesce(append(open, more...)) {
+		if err := fn.Pending.Add(sp, it); err != nil {
+			return fmt.Errorf("move open to pending: %w", err)
+		}
+	}
+	if len(open) > 0 {
+		if err := fn.Open.Clear(sp); err != nil {
+			return fmt.Errorf("clear open: %w", err)
+		}
+	}
+	pos.Open, pos.OpenBy = 0, nil
+	return nil
+}
+
+// coalesce groups the batches of open, in arrival order, into entries of
+// one campaign each, of at most CoalesceTarget recipients (a batch larger
+// than that is an entry of its own), ordered by N.
+func (fn *paceFn) coalesce(open []pendingEntry) []pendingEntry {
+	if len(open) == 0 {
+		return nil
+	}
+	slices.SortStableFunc(open, byN)
+	type chunk struct{ i, n int } // index in out, recipients
+	cur := map[string]chunk{}
+	var out []pendingEntry
+	for _, it := range open {
+		for _, b := range it.Batches {
+			c, n := b.Request.Req.Campaign, len(b.Recipients)
+			ch, ok := cur[c]
+			if !ok || ch.n+n > fn.CoalesceTarget {
+				out = append(out, pendingEntry{N: it.N})
+				ch = chunk{i: len(out) - 1}
+			}
+			out[ch.i].Batches = append(out[ch.i].Batches, b)
+			ch.n += n
+			cur[c] = ch
+		}
+	}
+	return out
 }
 
 func floorDiv(a, b int64) int64 {

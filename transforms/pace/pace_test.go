@@ -21,13 +21,14 @@ import (
 // fakeState is an in-memory state.Provider with Value and Bag state, as the
 // SDK harness would give a DoFn for one key.
 type fakeState struct {
-	values map[string]any
-	bags   map[string][]any
-	reads  int // bag reads, to check the DoFn reads its bag once per firing
+	values  map[string]any
+	bags    map[string][]any
+	reads   int            // bag reads, to check when the DoFn reads its bags
+	readsOf map[string]int // bag reads per bag
 }
 
 func newFakeState() *fakeState {
-	return &fakeState{values: map[string]any{}, bags: map[string][]any{}}
+	return &fakeState{values: map[string]any{}, bags: map[string][]any{}, readsOf: map[string]int{}}
 }
 
 func (f *fakeState) ReadValueState(id string) (any, []state.Transaction, error) {
@@ -37,6 +38,7 @@ func (f *fakeState) WriteValueState(t state.Transaction) error { f.values[t.Key]
 func (f *fakeState) ClearValueState(t state.Transaction) error { delete(f.values, t.Key); return nil }
 func (f *fakeState) ReadBagState(id string) ([]any, []state.Transaction, error) {
 	f.reads++
+	f.readsOf[id]++
 	return slices.Clone(f.bags[id]), nil, nil
 }
 func (f *fakeState) WriteBagState(t state.Transaction) error {
@@ -88,6 +90,8 @@ type harness struct {
 	sp  *fakeState
 	tp  *fakeTimers
 	out []release
+	// refills counts the firings that read the inbox (either bag).
+	refills int
 }
 
 type release struct {
@@ -127,8 +131,12 @@ func (h *harness) fire(late time.Duration) {
 	if at := h.tp.at.Add(late); at.After(h.now) {
 		h.now = at
 	}
+	reads := h.sp.reads
 	if err := h.fn.OnTimer(h.ctx, h.sp, h.tp, h.key, timers.Context{Family: "slot"}, h.emit); err != nil {
 		h.t.Fatalf("OnTimer = %v", err)
+	}
+	if h.sp.reads > reads {
+		h.refills++
 	}
 }
 
@@ -220,8 +228,10 @@ func TestFnSingleCampaignCeiling(t *testing.T) {
 			t.Errorf("released batch %d of %s with %d recipients; want a piece of a 40-recipient batch", r.Batch.Seq, r.Batch.Request.Req.ID, len(r.Batch.Recipients))
 		}
 	}
-	if len(h.sp.bags["pending"]) != 0 {
-		t.Errorf("pending after drain = %d batches, want 0", len(h.sp.bags["pending"]))
+	for _, id := range []string{"pending", "open"} {
+		if n := len(h.sp.bags[id]); n != 0 {
+			t.Errorf("%s after drain = %d entries, want 0", id, n)
+		}
 	}
 }
 
@@ -373,23 +383,36 @@ func TestFnEarlyFiringStillAdvances(t *testing.T) {
 
 func TestFnReadsInboxOnlyOnRefill(t *testing.T) {
 	h := newHarness(t, Config{Slot: 50 * time.Millisecond, GlobalQPS: 1000})
-	h.add(batches("r", "c", 200, 10)...)
-	if h.sp.reads != 0 {
-		t.Errorf("ProcessElement read the inbox %d times, want 0 (append only)", h.sp.reads)
+	h.add(batches("r", "c", 200, 10)...) // small batches: to "open"
+	if h.sp.reads != 0 || len(h.sp.bags["open"]) != 20 {
+		t.Errorf("20 small batches: %d bag reads, %d entries in open; want 0 reads (appends only) and 20", h.sp.reads, len(h.sp.bags["open"]))
 	}
-	h.fire(0) // the first firing refills the empty ready queue: 200 < 20 slots of 50
-	if h.sp.reads != 1 {
-		t.Errorf("first firing read the inbox %d times, want once (refill)", h.sp.reads)
+	h.add(batches("big", "c", 300, 300)...)
+	if h.sp.reads != 1 || h.sp.readsOf["open"] != 1 {
+		t.Errorf("ProcessElement read bags %v, want \"open\" once (appends only, but a large batch moves its campaign's open batches to \"pending\")", h.sp.readsOf)
 	}
-	if got := len(h.sp.bags["pending"]); got != 0 {
-		t.Errorf("inbox after the refill holds %d batches, want 0 (all moved to ready)", got)
+	if got, want := len(h.sp.bags["pending"]), 2; got != want || len(h.sp.bags["open"]) != 0 {
+		t.Errorf("inbox = %d entries in pending, %d in open; want %d (the 20 small batches coalesced, the large one) and 0",
+			got, len(h.sp.bags["open"]), want)
+	}
+	h.sp.reads = 0
+	h.add(batches("r2", "c", 40, 10)...)
+	h.fire(0) // the first firing refills the empty ready queue: 540 < 20 slots of 50
+	if h.sp.reads != 2 || h.refills != 1 {
+		t.Errorf("first firing read bags %d times (%v), want each once (refill)", h.sp.reads, h.sp.readsOf)
+	}
+	if got := len(h.sp.bags["pending"]) + len(h.sp.bags["open"]); got != 0 {
+		t.Errorf("inbox after the refill holds %d entries, want 0 (all moved to ready)", got)
 	}
 	n := h.drain(0)
-	if h.sp.reads != 1 {
-		t.Errorf("%d more firings with a sufficient ready queue and nothing new read the inbox %d times, want 0", n, h.sp.reads-1)
+	if h.refills != 1 {
+		t.Errorf("%d more firings with a sufficient ready queue and nothing new read the inbox %d times, want 0", n, h.refills-1)
 	}
-	if got := len(users(h.out, "r")); got != 200 || n != 3 {
-		t.Errorf("released %d in %d more firings, want 200 in 3", got, n)
+	if got := len(users(h.out, "big")) + len(users(h.out, "r2")); got != 340 {
+		t.Errorf("released %d of big and r2, want 340", got)
+	}
+	if got := len(users(h.out, "r")); got != 200 || n != 10 {
+		t.Errorf("released %d in %d more firings, want 200 in 10", got, n)
 	}
 	if _, ok := h.sp.values["ready"]; ok {
 		t.Errorf("ready queue not cleared after the drain")
@@ -402,6 +425,9 @@ func TestFnLargeBacklogReadsInboxRarely(t *testing.T) {
 	// and reads the inbox only to refill it (≈ every 19 slots).
 	h := newHarness(t, Config{Slot: 100 * time.Millisecond, GlobalQPS: 1000})
 	h.add(batches("big", "c", 100_000, 1)...)
+	if got, want := len(h.sp.bags["pending"])+len(h.sp.bags["open"]), 100_000/coalesceTarget; got > want {
+		t.Errorf("inbox holds %d entries for 100,000 one-recipient batches, want at most %d (coalesced)", got, want)
+	}
 	for i := range 50 {
 		before := len(h.out)
 		h.fire(0)
@@ -413,10 +439,10 @@ func TestFnLargeBacklogReadsInboxRarely(t *testing.T) {
 			t.Fatalf("firing %d released %d, want exactly the slot budget 100", i, got)
 		}
 	}
-	if h.sp.reads > 5 {
-		t.Errorf("50 firings read the inbox %d times, want at most 5", h.sp.reads)
+	if h.refills > 5 {
+		t.Errorf("50 firings read the inbox %d times, want at most 5", h.refills)
 	}
-	t.Logf("50 firings, %d inbox reads", h.sp.reads)
+	t.Logf("50 firings, %d inbox reads", h.refills)
 	if diff := cmp.Diff(wantUsers("big", 5000), users(h.out, "big")); diff != "" {
 		t.Errorf("users out of order (-want +got):\n%s", diff)
 	}
@@ -463,8 +489,8 @@ func TestFnNewCampaignAdmittedWithinRefillEvery(t *testing.T) {
 			t.Errorf("%s users out of order or not exactly once (-want +got):\n%s", id, diff)
 		}
 	}
-	if len(h.sp.bags["pending"]) != 0 {
-		t.Errorf("inbox after drain = %d batches, want 0", len(h.sp.bags["pending"]))
+	if n := len(h.sp.bags["pending"]) + len(h.sp.bags["open"]); n != 0 {
+		t.Errorf("inbox after drain = %d entries, want 0", n)
 	}
 }
 
@@ -486,10 +512,10 @@ func TestFnCappedCampaignDoesNotStallReadyQueue(t *testing.T) {
 			t.Fatalf("firing %d released %v, want fast 90 and slow 10", i, got)
 		}
 	}
-	if h.sp.reads > 12 {
-		t.Errorf("100 firings read the inbox %d times, want at most 12", h.sp.reads)
+	if h.refills > 12 {
+		t.Errorf("100 firings read the inbox %d times, want at most 12", h.refills)
 	}
-	t.Logf("100 firings, %d inbox reads", h.sp.reads)
+	t.Logf("100 firings, %d inbox reads", h.refills)
 }
 
 func TestConfigValidation(t *testing.T) {
