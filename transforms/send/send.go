@@ -10,12 +10,20 @@
 // the device is sent again (at-least-once); a claim by another record means
 // the request was submitted twice, and the second copy is dropped as
 // "duplicate".
+//
+// Batches are sent together across requests: the DoFn buffers a bundle's
+// batches up to Config.FlushRecipients recipients, then claims all their
+// devices in one Redis round trip and sends them in one concurrent fan-out
+// per provider, so a backlog of one-recipient requests does not pay two
+// round trips per request in turn. Each batch's events carry the batch's
+// timestamp and come out in the order the batches came in.
 package send
 
 import (
 	"context"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
@@ -30,7 +38,8 @@ import (
 )
 
 func init() {
-	register.DoFn3x1[context.Context, recipient.Batch, func(pushflow.DeliveryEvent), error](&sendFn{})
+	register.DoFn4x1[context.Context, beam.EventTime, recipient.Batch, func(beam.EventTime, pushflow.DeliveryEvent), error](&sendFn{})
+	register.Emitter2[beam.EventTime, pushflow.DeliveryEvent]()
 }
 
 // Config configures Notifications.
@@ -41,6 +50,23 @@ type Config struct {
 	// "no_provider".
 	FCM        fcmio.Config
 	FCMEnabled bool
+	// FlushRecipients is how many recipients send buffers, across the
+	// batches (requests) of a bundle, before it claims and sends them
+	// together: one Redis round trip for all their claims and one
+	// concurrent send per provider (default DefaultFlushRecipients when 0;
+	// 1 or negative sends each batch on its own). What is left is sent
+	// when the bundle finishes.
+	FlushRecipients int
+}
+
+// DefaultFlushRecipients is the default Config.FlushRecipients.
+const DefaultFlushRecipients = 1000
+
+func (c Config) flushRecipients() int {
+	if c.FlushRecipients == 0 {
+		return DefaultFlushRecipients
+	}
+	return c.FlushRecipients
 }
 
 // Notifications sends PCollection<recipient.Batch> (devices with tokens) and
@@ -76,6 +102,9 @@ type sendFn struct {
 	reg  *redisio.Registry
 	apns *apnsio.Client
 	fcm  *fcmio.Client
+
+	buf      []pending // the bundle's batches not sent yet, in arrival order
+	buffered int       // their recipients
 }
 
 func (fn *sendFn) Setup() error {
@@ -90,6 +119,12 @@ func (fn *sendFn) Setup() error {
 		}
 	}
 	return nil
+}
+
+// StartBundle starts with an empty buffer, also after a failed bundle.
+func (fn *sendFn) StartBundle(context.Context, func(beam.EventTime, pushflow.DeliveryEvent)) {
+	clear(fn.buf)
+	fn.buf, fn.buffered = fn.buf[:0], 0
 }
 
 func (fn *sendFn) Teardown() {
@@ -110,78 +145,148 @@ func Expired(r recipient.Request, now time.Time) bool {
 // DedupKey names the claim of one (request, device).
 func DedupKey(requestID, deviceID string) string { return requestID + "|" + deviceID }
 
-func (fn *sendFn) ProcessElement(ctx context.Context, b recipient.Batch, emit func(pushflow.DeliveryEvent)) error {
-	req := b.Request
-	now := time.Now()
-	drop := func(r recipient.Recipient, reason string) {
-		droppedCount.Inc(ctx, 1)
-		emit(b.Event(now, r, pushflow.StageSend, pushflow.OutcomeDropped, reason))
-	}
-	if Expired(req, now) {
-		for _, r := range b.Recipients {
-			drop(r, pushflow.ReasonExpired)
-		}
+// ProcessElement buffers b with its timestamp and flushes the buffer once
+// it holds Config.FlushRecipients recipients.
+func (fn *sendFn) ProcessElement(ctx context.Context, ts beam.EventTime, b recipient.Batch, emit func(beam.EventTime, pushflow.DeliveryEvent)) error {
+	fn.buf = append(fn.buf, pending{ts: ts, b: b})
+	fn.buffered += len(b.Recipients)
+	if limit := fn.Cfg.flushRecipients(); limit > 1 && fn.buffered < limit {
 		return nil
 	}
+	return fn.flush(ctx, emit)
+}
 
-	keys := make([]string, len(b.Recipients))
-	for i, r := range b.Recipients {
-		keys[i] = DedupKey(req.Req.ID, r.DeviceID)
+// FinishBundle flushes what the bundle left in the buffer.
+func (fn *sendFn) FinishBundle(ctx context.Context, emit func(beam.EventTime, pushflow.DeliveryEvent)) error {
+	return fn.flush(ctx, emit)
+}
+
+// pending is a buffered batch and the timestamp its events carry.
+type pending struct {
+	ts beam.EventTime
+	b  recipient.Batch
+}
+
+// plan is what a flush does with one buffered batch: the events it decided
+// before sending (expired, duplicate, no_provider), in the order it decided
+// them, and its messages' ranges in the flush's APNs and FCM sends.
+type plan struct {
+	early            []pushflow.DeliveryEvent
+	iosFrom, iosTo   int
+	fcmFrom, fcmTo   int
+	claimed, expired bool
+}
+
+// flush sends every buffered batch: expired batches are dropped; the
+// devices of all the others are claimed in one Redis round trip (each
+// against its own batch's Kafka record); then one APNs send over all iOS
+// messages and one FCM send over all Android messages run at once, each
+// fanning out up to its client's concurrency. Events are emitted per batch
+// in arrival order, each batch's in the order a batch alone gives them:
+// expired, or duplicate and no_provider as found, then APNs results, then
+// FCM results.
+func (fn *sendFn) flush(ctx context.Context, emit func(beam.EventTime, pushflow.DeliveryEvent)) error {
+	buf := fn.buf
+	defer func() {
+		clear(buf)
+		fn.buf, fn.buffered = buf[:0], 0
+	}()
+	if len(buf) == 0 {
+		return nil
 	}
-	owners, err := fn.reg.ClaimOwners(ctx, keys, req.Source.String())
+	now := time.Now()
+
+	plans := make([]plan, len(buf))
+	var keys, owners []string
+	for i, p := range buf {
+		req := p.b.Request
+		if Expired(req, now) {
+			plans[i].expired = true
+			continue
+		}
+		plans[i].claimed = len(p.b.Recipients) > 0
+		src := req.Source.String()
+		for _, r := range p.b.Recipients {
+			keys = append(keys, DedupKey(req.Req.ID, r.DeviceID))
+			owners = append(owners, src)
+		}
+	}
+	claims, err := fn.reg.ClaimEach(ctx, keys, owners)
 	if err != nil {
-		return fmt.Errorf("send: %s: %w", req.Req.ID, err)
+		return fmt.Errorf("send: %s: %w", claimedIDs(buf, plans), err)
 	}
 
 	var ios, android []recipient.Recipient
 	var apnsMsgs []apnsio.Message
 	var fcmMsgs []fcmio.Message
-	var expiration time.Time
-	var ttl time.Duration
-	if req.Req.TTLSeconds > 0 {
-		ttl = time.Duration(req.Req.TTLSeconds) * time.Second
-		expiration = req.RequestTime().Add(ttl)
-	}
-	for i, r := range b.Recipients {
-		if owners[i] != req.Source.String() {
-			drop(r, pushflow.ReasonDuplicate)
+	next := 0 // the next claim
+	for i, p := range buf {
+		b, pl := p.b, &plans[i]
+		req := b.Request
+		drop := func(r recipient.Recipient, reason string) {
+			droppedCount.Inc(ctx, 1)
+			pl.early = append(pl.early, b.Event(now, r, pushflow.StageSend, pushflow.OutcomeDropped, reason))
+		}
+		if pl.expired {
+			for _, r := range b.Recipients {
+				drop(r, pushflow.ReasonExpired)
+			}
 			continue
 		}
-		switch {
-		case r.Platform == pushflow.PlatformIOS:
-			topic := r.Topic
-			if topic == "" {
-				topic = req.Req.App
-			}
-			ios = append(ios, r)
-			apnsMsgs = append(apnsMsgs, apnsio.Message{
-				Token:        r.Token,
-				Topic:        topic,
-				Notification: req.Req.Notification,
-				Priority:     req.Req.Priority,
-				Expiration:   expiration,
-			})
-		case r.Platform == pushflow.PlatformAndroid && fn.fcm != nil:
-			android = append(android, r)
-			// The remaining TTL, so a message that waited in a bulk lane
-			// does not outlive its request.
-			var remaining time.Duration
-			if ttl > 0 {
-				remaining = max(time.Until(expiration), time.Second)
-			}
-			fcmMsgs = append(fcmMsgs, fcmio.Message{
-				Token:        r.Token,
-				Notification: req.Req.Notification,
-				Priority:     req.Req.Priority,
-				TTL:          remaining,
-			})
-		default:
-			failedCount.Inc(ctx, 1)
-			emit(b.Event(now, r, pushflow.StageSend, pushflow.OutcomeFailed, pushflow.ReasonNoProvider))
+		var expiration time.Time
+		var ttl time.Duration
+		if req.Req.TTLSeconds > 0 {
+			ttl = time.Duration(req.Req.TTLSeconds) * time.Second
+			expiration = req.RequestTime().Add(ttl)
 		}
+		src := req.Source.String()
+		pl.iosFrom, pl.fcmFrom = len(apnsMsgs), len(fcmMsgs)
+		for _, r := range b.Recipients {
+			owner := claims[next]
+			next++
+			if owner != src {
+				drop(r, pushflow.ReasonDuplicate)
+				continue
+			}
+			switch {
+			case r.Platform == pushflow.PlatformIOS:
+				topic := r.Topic
+				if topic == "" {
+					topic = req.Req.App
+				}
+				ios = append(ios, r)
+				apnsMsgs = append(apnsMsgs, apnsio.Message{
+					Token:        r.Token,
+					Topic:        topic,
+					Notification: req.Req.Notification,
+					Priority:     req.Req.Priority,
+					Expiration:   expiration,
+				})
+			case r.Platform == pushflow.PlatformAndroid && fn.fcm != nil:
+				android = append(android, r)
+				// The remaining TTL, so a message that waited in a bulk lane
+				// does not outlive its request.
+				var remaining time.Duration
+				if ttl > 0 {
+					remaining = max(time.Until(expiration), time.Second)
+				}
+				fcmMsgs = append(fcmMsgs, fcmio.Message{
+					Token:        r.Token,
+					Notification: req.Req.Notification,
+					Priority:     req.Req.Priority,
+					TTL:          remaining,
+				})
+			default:
+				failedCount.Inc(ctx, 1)
+				pl.early = append(pl.early, b.Event(now, r, pushflow.StageSend, pushflow.OutcomeFailed, pushflow.ReasonNoProvider))
+			}
+		}
+		pl.iosTo, pl.fcmTo = len(apnsMsgs), len(fcmMsgs)
 	}
 
-	// Both providers at once: a batch takes as long as its slower half.
+	// Both providers at once: a flush takes as long as its slower half.
+	// Only the sends run on other goroutines; metrics, token cleanups and
+	// emits stay on the bundle's.
 	var apnsResults []apnsio.Result
 	var fcmResults []fcmio.Result
 	var wg sync.WaitGroup
@@ -193,13 +298,43 @@ func (fn *sendFn) ProcessElement(ctx context.Context, b recipient.Batch, emit fu
 	}
 	wg.Wait()
 	done := time.Now()
-	for i, res := range apnsResults {
-		fn.record(ctx, b, ios[i], done, outcome{res.Outcome, res.Reason, res.ApnsID, res.Attempts, res.Latency, res.Unregistered}, emit)
-	}
-	for i, res := range fcmResults {
-		fn.record(ctx, b, android[i], done, outcome{res.Outcome, res.Reason, res.MessageID, res.Attempts, res.Latency, res.Unregistered}, emit)
+
+	for i, p := range buf {
+		pl := &plans[i]
+		for _, ev := range pl.early {
+			emit(p.ts, ev)
+		}
+		for j := pl.iosFrom; j < pl.iosTo; j++ {
+			res := apnsResults[j]
+			emit(p.ts, fn.record(ctx, p.b, ios[j], done, outcome{res.Outcome, res.Reason, res.ApnsID, res.Attempts, res.Latency, res.Unregistered}))
+		}
+		for j := pl.fcmFrom; j < pl.fcmTo; j++ {
+			res := fcmResults[j]
+			emit(p.ts, fn.record(ctx, p.b, android[j], done, outcome{res.Outcome, res.Reason, res.MessageID, res.Attempts, res.Latency, res.Unregistered}))
+		}
 	}
 	return nil
+}
+
+// claimedIDs names the requests whose devices a flush claimed, for errors:
+// the first few ids and how many more.
+func claimedIDs(buf []pending, plans []plan) string {
+	const show = 3
+	var ids []string
+	n := 0
+	for i, p := range buf {
+		if !plans[i].claimed {
+			continue
+		}
+		if n++; n <= show {
+			ids = append(ids, p.b.Request.Req.ID)
+		}
+	}
+	s := strings.Join(ids, ", ")
+	if n > show {
+		s += fmt.Sprintf(" and %d more requests", n-show)
+	}
+	return s
 }
 
 // outcome is a provider's answer for one device.
@@ -210,9 +345,9 @@ type outcome struct {
 	unregistered                bool
 }
 
-// record emits the DeliveryEvent of one sent device, and removes a token the
-// provider says is no longer registered.
-func (fn *sendFn) record(ctx context.Context, b recipient.Batch, r recipient.Recipient, done time.Time, o outcome, emit func(pushflow.DeliveryEvent)) {
+// record returns the DeliveryEvent of one sent device, and removes a token
+// the provider says is no longer registered.
+func (fn *sendFn) record(ctx context.Context, b recipient.Batch, r recipient.Recipient, done time.Time, o outcome) pushflow.DeliveryEvent {
 	app := b.Request.Req.App
 	ev := b.Event(done, r, pushflow.StageSend, o.outcome, o.reason)
 	ev.ProviderID, ev.Attempts = o.providerID, o.attempts
@@ -233,5 +368,5 @@ func (fn *sendFn) record(ctx context.Context, b recipient.Batch, r recipient.Rec
 			tokensRemoved.Inc(ctx, 1)
 		}
 	}
-	emit(ev)
+	return ev
 }

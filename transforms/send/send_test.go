@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/apache/beam/sdks/v2/go/pkg/beam"
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
 	"github.com/redis/go-redis/v9"
@@ -31,14 +32,21 @@ const (
 func token(i int) string { return fmt.Sprintf("%064x", i) }
 
 type fixture struct {
-	srv *apnsiotest.Server
-	reg *redisio.Registry
-	fn  *sendFn
+	addr string // redis-server's
+	srv  *apnsiotest.Server
+	reg  *redisio.Registry
+	fn   *sendFn
 }
 
 // newFixture starts a redis-server holding events and an APNs-protocol
 // server, and a sendFn set up on both.
-func newFixture(t *testing.T, events ...pushflow.DeviceEvent) *fixture {
+func newFixture(t testing.TB, events ...pushflow.DeviceEvent) *fixture {
+	t.Helper()
+	return newFixtureWith(t, nil, events...)
+}
+
+// newFixtureWith is newFixture with options for the APNs server.
+func newFixtureWith(t testing.TB, srvOpts []apnsiotest.Option, events ...pushflow.DeviceEvent) *fixture {
 	t.Helper()
 	addr := redistest.Start(t)
 	c := redis.NewClient(&redis.Options{Addr: addr})
@@ -52,7 +60,7 @@ func newFixture(t *testing.T, events ...pushflow.DeviceEvent) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := apnsiotest.NewServer(apnsiotest.WithP8(keyPEM, keyID, teamID))
+	srv, err := apnsiotest.NewServer(append([]apnsiotest.Option{apnsiotest.WithP8(keyPEM, keyID, teamID)}, srvOpts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -76,16 +84,74 @@ func newFixture(t *testing.T, events ...pushflow.DeviceEvent) *fixture {
 		t.Fatalf("Setup() = %v", err)
 	}
 	t.Cleanup(fn.Teardown)
-	return &fixture{srv: srv, reg: reg, fn: fn}
+	return &fixture{addr: addr, srv: srv, reg: reg, fn: fn}
 }
 
+// run sends b alone in a bundle and returns its events.
 func (f *fixture) run(t *testing.T, b recipient.Batch) []pushflow.DeliveryEvent {
 	t.Helper()
-	var evs []pushflow.DeliveryEvent
-	if err := f.fn.ProcessElement(context.Background(), b, func(e pushflow.DeliveryEvent) { evs = append(evs, e) }); err != nil {
-		t.Fatalf("ProcessElement(%s) = %v, want nil", b.Request.Req.ID, err)
+	return events(f.bundle(t, stamped{ts: 1, b: b}))
+}
+
+// stamped is a batch or an event with its element timestamp.
+type stamped struct {
+	ts beam.EventTime
+	b  recipient.Batch
+	ev pushflow.DeliveryEvent
+}
+
+// bundle runs one bundle over in on f.fn as the runner does (StartBundle,
+// ProcessElement per batch, FinishBundle) and returns the events with
+// their timestamps, in emission order.
+func (f *fixture) bundle(t testing.TB, in ...stamped) []stamped {
+	t.Helper()
+	out, _ := runBundle(t, f.fn, in)
+	return out
+}
+
+// runBundle runs one bundle over in on fn and returns the events, and how
+// many of them had been emitted after each ProcessElement call.
+func runBundle(t testing.TB, fn *sendFn, in []stamped) (out []stamped, emitted []int) {
+	t.Helper()
+	ctx := context.Background()
+	emit := func(ts beam.EventTime, ev pushflow.DeliveryEvent) { out = append(out, stamped{ts: ts, ev: ev}) }
+	fn.StartBundle(ctx, emit)
+	for _, s := range in {
+		if err := fn.ProcessElement(ctx, s.ts, s.b, emit); err != nil {
+			t.Fatalf("ProcessElement(%s) = %v, want nil", s.b.Request.Req.ID, err)
+		}
+		emitted = append(emitted, len(out))
+	}
+	if err := fn.FinishBundle(ctx, emit); err != nil {
+		t.Fatalf("FinishBundle() = %v, want nil", err)
+	}
+	return out, emitted
+}
+
+func events(ss []stamped) []pushflow.DeliveryEvent {
+	evs := make([]pushflow.DeliveryEvent, len(ss))
+	for i, s := range ss {
+		evs[i] = s.ev
 	}
 	return evs
+}
+
+// enableFCM starts an FCM-protocol server and sets f.fn up again to send
+// Android devices to it.
+func (f *fixture) enableFCM(t testing.TB) *fcmiotest.Server {
+	t.Helper()
+	fcm, err := fcmiotest.NewServer()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(fcm.Close)
+	f.fn.Teardown()
+	f.fn.Cfg.FCMEnabled = true
+	f.fn.Cfg.FCM = fcmio.Config{Endpoint: fcm.URL(), ProjectID: "test-project", BaseBackoff: time.Millisecond, MaxBackoff: 5 * time.Millisecond}
+	if err := f.fn.Setup(); err != nil {
+		t.Fatalf("Setup() = %v", err)
+	}
+	return fcm
 }
 
 func registerEvent(user, device, platform string, i int) pushflow.DeviceEvent {
@@ -432,18 +498,8 @@ func TestSendFnFCM(t *testing.T) {
 		pushflow.DeviceEvent{V: 1, Op: pushflow.OpRegister, App: app, UserID: "u4", DeviceID: "d5", Platform: pushflow.PlatformAndroid, Token: live},
 		pushflow.DeviceEvent{V: 1, Op: pushflow.OpRegister, App: app, UserID: "u5", DeviceID: "d6", Platform: pushflow.PlatformAndroid, Token: gone},
 	)
-	fcm, err := fcmiotest.NewServer()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(fcm.Close)
+	fcm := f.enableFCM(t)
 	fcm.Unregister(gone)
-	f.fn.Teardown()
-	f.fn.Cfg.FCMEnabled = true
-	f.fn.Cfg.FCM = fcmio.Config{Endpoint: fcm.URL(), ProjectID: "test-project", BaseBackoff: time.Millisecond, MaxBackoff: 5 * time.Millisecond}
-	if err := f.fn.Setup(); err != nil {
-		t.Fatalf("Setup() = %v", err)
-	}
 
 	a := recipient.Recipient{UserID: "u4", DeviceID: "d5", Platform: pushflow.PlatformAndroid, Token: live}
 	g := recipient.Recipient{UserID: "u5", DeviceID: "d6", Platform: pushflow.PlatformAndroid, Token: gone}
