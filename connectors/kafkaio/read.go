@@ -107,6 +107,18 @@ type ReadConfig struct {
 	// earliest offset. Negative disables discovery after the start. Default
 	// 30s.
 	PartitionDiscoveryInterval time.Duration
+
+	// Pause names a Pauser (RegisterPauser) the read asks, with PauseArg,
+	// how many records it may read before each call on a partition: the
+	// call reads at most that many, and when it has read them, or the
+	// Pauser said none, the partition's records wait in Kafka until the
+	// read asks again after PauseDelay (default DefaultPauseDelay), by
+	// when what it read has reached whatever the Pauser measures. "" =
+	// never pause. Use it for backpressure on a topic whose records may
+	// wait (bulk traffic), not on one whose records must not.
+	Pause      string
+	PauseArg   string
+	PauseDelay time.Duration
 }
 
 func (c ReadConfig) withDefaults() (ReadConfig, error) {
@@ -152,6 +164,14 @@ func (c ReadConfig) withDefaults() (ReadConfig, error) {
 	}
 	if c.ResumeDelay == 0 {
 		c.ResumeDelay = DefaultResumeDelay
+	}
+	if c.PauseDelay == 0 {
+		c.PauseDelay = DefaultPauseDelay
+	}
+	if c.Pause != "" {
+		if _, ok := lookupPauser(c.Pause); !ok {
+			return c, fmt.Errorf("ReadConfig.Pause %q: no such Pauser (register it with RegisterPauser in an init function)", c.Pause)
+		}
 	}
 	if c.WatermarkDelay == 0 {
 		c.WatermarkDelay = DefaultWatermarkDelay
@@ -199,6 +219,9 @@ func Read(s beam.Scope, cfg ReadConfig) beam.PCollection {
 		WatermarkDelay:       c.WatermarkDelay,
 		DisableIdleWatermark: c.DisableIdleWatermark,
 		CommitSentinel:       c.Until == UntilLatest && c.Group != "",
+		Pause:                c.Pause,
+		PauseArg:             c.PauseArg,
+		PauseDelay:           c.PauseDelay,
 	}, parts)
 	// The read's stage, fused with whatever follows it, often has no
 	// consumed output; readFn's second output stays empty and gives it one.
@@ -223,6 +246,10 @@ type readFn struct {
 	// CommitSentinel: a bounded restriction [start, end+1) holds the records
 	// [start, end) plus the position end, whose run commits offset end.
 	CommitSentinel bool
+	// Pause, PauseArg, PauseDelay: see ReadConfig.
+	Pause      string
+	PauseArg   string
+	PauseDelay time.Duration
 
 	// mu guards client, consumer and hwms: split and progress requests call
 	// the end estimator concurrently with ProcessElement.
@@ -247,8 +274,8 @@ type cachedConsumer struct {
 }
 
 type partitionMetrics struct {
-	records, bytes, skipped, errors beam.Counter
-	lag                             beam.Distribution
+	records, bytes, skipped, errors, paused beam.Counter
+	lag                                     beam.Distribution
 }
 
 // getClient creates the client lazily, not in Setup: the runner does not
@@ -399,6 +426,7 @@ func (fn *readFn) metricsFor(tp topicPartition) *partitionMetrics {
 			bytes:   beam.NewCounter("kafkaio", counterName("bytes_read", tp.Topic, tp.Partition)),
 			skipped: beam.NewCounter("kafkaio", counterName("records_skipped", tp.Topic, tp.Partition)),
 			errors:  beam.NewCounter("kafkaio", counterName("read_errors", tp.Topic, tp.Partition)),
+			paused:  beam.NewCounter("kafkaio", counterName("read_paused", tp.Topic, tp.Partition)),
 			lag:     beam.NewDistribution("kafkaio", counterName("consumer_lag", tp.Topic, tp.Partition)),
 		}
 		fn.metrics[tp] = m
@@ -508,6 +536,11 @@ func (fn *readFn) ProcessElement(
 		return sdf.StopProcessing(), nil
 	}
 	m := fn.metricsFor(tp)
+	room := fn.room(ctx)
+	if room <= 0 {
+		m.paused.Inc(ctx, 1)
+		return sdf.ResumeProcessingIn(fn.PauseDelay), nil
+	}
 	c, err := fn.partitionConsumer(ctx, tp, rest.Start)
 	if err != nil {
 		// Returning the error would fail the bundle, and on Prism the whole
@@ -638,6 +671,9 @@ func (fn *readFn) ProcessElement(
 		size += int64(len(msg.Key) + len(msg.Value))
 		if bounded && msg.Offset >= dataEnd-1 {
 			return end()
+		}
+		if int64(count) >= room {
+			return finish(sdf.ResumeProcessingIn(fn.PauseDelay))
 		}
 		if count >= fn.MaxRecords || (count&63 == 0 && time.Now().After(deadline)) {
 			return finish(sdf.ResumeProcessingIn(0))

@@ -61,3 +61,28 @@ func (r *Registry) Backlog(ctx context.Context, lane, campaign string, shards in
 	}
 	return sum, nil
 }
+
+// TotalBacklog returns the recipients of every campaign pending in the
+// paced lane: the sum of all fields of the reports of shards 0 …
+// shards-1. One pipelined round trip.
+func (r *Registry) TotalBacklog(ctx context.Context, lane string, shards int) (int64, error) {
+	cmds := make([]*redis.StringSliceCmd, max(shards, 1))
+	pipe := r.c.Pipeline()
+	for i := range cmds {
+		cmds[i] = pipe.HVals(ctx, r.k.paceBacklog(lane, i))
+	}
+	if _, err := pipe.Exec(ctx); err != nil && err != redis.Nil {
+		return 0, fmt.Errorf("redisio: read backlog of %s: %w", lane, err)
+	}
+	var sum int64
+	for i, c := range cmds {
+		for _, v := range c.Val() {
+			n, err := strconv.ParseInt(v, 10, 64)
+			if err != nil {
+				return 0, fmt.Errorf("redisio: backlog of %s/%d: %q: %w", lane, i, v, err)
+			}
+			sum += n
+		}
+	}
+	return sum, nil
+}

@@ -50,6 +50,10 @@ func TestBacklogReports(t *testing.T) {
 				t.Errorf("Backlog(%q, %d) = %d, want %d", tc.campaign, tc.shards, got, tc.want)
 			}
 		}
+		total, err := r.TotalBacklog(ctx, "paced", 4)
+		if err != nil || total != 100+7+3+50 {
+			t.Errorf("TotalBacklog(4) = %d, %v; want %d (every campaign of shards 0-3)", total, err, 100+7+3+50)
+		}
 		// A report replaces the shard's previous one as a whole.
 		report(0, map[string]int64{"spring": 10}, time.Minute)
 		if got, want := backlog("", 4), int64(0); got != want {
