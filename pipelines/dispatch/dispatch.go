@@ -41,7 +41,11 @@ type Config struct {
 	// recipients of one campaign that may wait in the pacer before its
 	// large expansions pause. 0 = none.
 	PaceMaxPending int64
-	Filter         filter.Config
+	// RequestsMaxPending, with RealtimeTopic set, pauses the requests
+	// topic's reader while the paced lane holds this many recipients. 0 =
+	// never pause.
+	RequestsMaxPending int64
+	Filter             filter.Config
 }
 
 // Validate checks cfg before any graph is built.
@@ -70,6 +74,9 @@ func (c *Config) Validate() error {
 	}
 	if c.RealtimeTopic != "" && c.RealtimeTopic == c.RequestsTopic {
 		return fmt.Errorf("--realtime_topic: must differ from --requests_topic %q", c.RequestsTopic)
+	}
+	if c.RequestsMaxPending < 0 {
+		return fmt.Errorf("--requests_max_pending: must be >= 0, got %d", c.RequestsMaxPending)
 	}
 	if c.PaceMaxPending < 0 {
 		return fmt.Errorf("--pace_max_pending: must be >= 0, got %d", c.PaceMaxPending)
@@ -128,24 +135,36 @@ type Outputs struct {
 // stays in Redis, not in pacing state).
 func Build(s beam.Scope, cfg Config) Outputs {
 	s = s.Scope("dispatch")
-	read := func(topic string) beam.PCollection {
-		return kafkaio.Read(s, kafkaio.ReadConfig{
+	read := func(topic string, pause *readPause) beam.PCollection {
+		rc := kafkaio.ReadConfig{
 			Brokers:  cfg.Brokers(),
 			Topics:   []string{topic},
 			Group:    cfg.Group,
 			Start:    cfg.Start,
 			Until:    cfg.Until,
 			ClientID: "pushflow-dispatch",
-		})
+		}
+		if pause != nil {
+			rc.Pause, rc.PauseArg = pacedBacklogPauser, pause.String()
+		}
+		return kafkaio.Read(s, rc)
 	}
-	reqs, deadDecode, invalid := decode.Requests(s, read(cfg.RequestsTopic))
+	// With realtime requests on their own topic, the requests topic holds
+	// only traffic that may wait: its reader pauses while the paced lane
+	// is full, so a flood of requests waits in Kafka. (On one shared topic
+	// that would hold realtime requests back too.)
+	var pause *readPause
+	if cfg.RealtimeTopic != "" && cfg.RequestsMaxPending > 0 && Paced(cfg.Pace) {
+		pause = &readPause{Redis: cfg.RedisAddr, Lane: PacedLane(cfg.Group), Shards: max(cfg.Pace.Shards, 1), Max: cfg.RequestsMaxPending}
+	}
+	reqs, deadDecode, invalid := decode.Requests(s, read(cfg.RequestsTopic, pause))
 	realtime, paced := lanes.Split(s, reqs)
 	deads := []beam.PCollection{deadDecode}
 	deliveries := []beam.PCollection{invalid}
 	if cfg.RealtimeTopic != "" {
 		// Its own reader: a realtime request never waits behind a bulk
 		// backlog on the main topic's partitions.
-		rtReqs, rtDead, rtInvalid := decode.Requests(s.Scope("realtime_topic"), read(cfg.RealtimeTopic))
+		rtReqs, rtDead, rtInvalid := decode.Requests(s.Scope("realtime_topic"), read(cfg.RealtimeTopic, nil))
 		rtRealtime, rtPaced := lanes.Split(s.Scope("realtime_topic"), rtReqs)
 		realtime = beam.Flatten(s, realtime, rtRealtime)
 		paced = beam.Flatten(s, paced, rtPaced)

@@ -42,7 +42,9 @@ import (
 // the backlog is that many bulk requests of one user each already on the
 // requests topic (a reader backlog) instead of one broadcast (an expansion
 // backlog). The paced lane runs with backpressure at
-// PUSHFLOW_BENCH_MAX_PENDING (default 50,000, dispatch's default; 0 = off);
+// PUSHFLOW_BENCH_MAX_PENDING (default 50,000, dispatch's default; 0 = off)
+// and, with the realtime topic, the requests reader pausing at
+// PUSHFLOW_BENCH_REQUESTS_MAX_PENDING (default 200,000; 0 = off);
 // the run reports the largest backlog the pacer reported for the bulk
 // campaign and the process's peak RSS (the benchmark, the dev stack's
 // broker, APNs server and Prism all live in it).
@@ -51,6 +53,7 @@ func BenchmarkRealtimeLatencyUnderBulkBacklog(b *testing.B) {
 	backlog := envInt("PUSHFLOW_BENCH_BACKLOG", 1_000_000)
 	bulkQPS := envInt("PUSHFLOW_BENCH_BULK_QPS", 4000)
 	maxPending := envInt("PUSHFLOW_BENCH_MAX_PENDING", 50_000)
+	requestsMaxPending := envInt("PUSHFLOW_BENCH_REQUESTS_MAX_PENDING", 200_000)
 	const rtUsers, perPhase, every = 50, 200, 50 * time.Millisecond
 	ctx := context.Background()
 	st, err := devstack.Start(ctx, devstack.Options{RedisAddr: redistest.Start(b), APNsOptions: []apnsiotest.Option{apnsiotest.WithRecordLimit(0)}})
@@ -81,6 +84,7 @@ func BenchmarkRealtimeLatencyUnderBulkBacklog(b *testing.B) {
 		RealtimeConcurrency: 16,
 		Pace:                pace.Config{GlobalQPS: bulkQPS, Shards: 4},
 		PaceMaxPending:      int64(maxPending),
+		RequestsMaxPending:  int64(requestsMaxPending),
 	}
 	if err := cfg.Validate(); err != nil {
 		b.Fatal(err)
@@ -193,7 +197,7 @@ func BenchmarkRealtimeLatencyUnderBulkBacklog(b *testing.B) {
 // samplePeakBacklog samples, every 20 ms until the returned function is
 // called, the backlog the pacer reports for campaign, and the returned
 // function gives the largest seen.
-func samplePeakBacklog(b testing.TB, redisAddr, lane, campaign string, shards int) (stop func() int64) {
+func samplePeakBacklog(_ testing.TB, redisAddr, lane, campaign string, shards int) (stop func() int64) {
 	reg := redisio.Open(redisAddr)
 	done := make(chan struct{})
 	peak := make(chan int64, 1)
