@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 GO ?= go
 # Packages that do not start Beam pipelines: tested with -race (fast).
-RACE_PKGS := . ./connectors/apnsio/... ./connectors/fcmio/... ./connectors/redisio/... ./internal/options/... ./internal/retry/... ./internal/fanout/...
+RACE_PKGS := . ./connectors/apnsio/... ./connectors/fcmio/... ./connectors/redisio/... ./internal/options/... ./internal/retry/... ./internal/fanout/... ./internal/prismsplit/...
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 TEST_TIMEOUT ?= 20m
 
@@ -45,8 +45,10 @@ bench: deps ## benchmarks, printed as ratios measured side by side in one run (s
 	@set -o pipefail; \
 	$(GO) test -run '^$$' -bench 'BenchmarkDispatchVsAPNsCeiling|BenchmarkRealtimeLatencyUnderBulkBacklog' -benchtime 1x -timeout 30m ./pipelines/dispatch/ 2>&1 | $(BENCH_FILTER); \
 	PUSHFLOW_BENCH_REALTIME_TOPIC=1 $(GO) test -run '^$$' -bench 'BenchmarkRealtimeLatencyUnderBulkBacklog' -benchtime 1x -timeout 30m ./pipelines/dispatch/ 2>&1 | $(BENCH_FILTER); \
+	PUSHFLOW_BENCH_REALTIME_TOPIC=1 PUSHFLOW_BENCH_BACKLOG_KIND=requests PUSHFLOW_BENCH_BACKLOG=200000 $(GO) test -run '^$$' -bench 'BenchmarkRealtimeLatencyUnderBulkBacklog' -benchtime 1x -timeout 30m ./pipelines/dispatch/ 2>&1 | $(BENCH_FILTER); \
+	$(GO) test -run '^$$' -bench 'BenchmarkSmallBatches|BenchmarkTokens|BenchmarkSendFnBatchedVsPerBatch' -benchtime 1x -timeout 10m ./transforms/filter/ ./transforms/enrich/ ./transforms/send/ 2>&1 | $(BENCH_FILTER); \
 	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 30m ./connectors/kafkaio/ 2>&1 | $(BENCH_FILTER); \
-	$(GO) test -run '^$$' -bench 'PacedAccuracy' -benchtime 1x -timeout 10m ./transforms/pace/ 2>&1 | $(BENCH_FILTER); \
+	$(GO) test -run '^$$' -bench 'PacedAccuracy|TinyRequestsFiring' -benchtime 1x -timeout 10m ./transforms/pace/ 2>&1 | $(BENCH_FILTER); \
 	$(GO) test -run '^$$' -bench 'BenchmarkSend' -benchtime 20000x -timeout 10m ./connectors/apnsio/ ./connectors/fcmio/ 2>&1 | $(BENCH_FILTER); \
 	$(GO) test -run '^$$' -bench 'BenchmarkUserDevices' -timeout 10m ./connectors/redisio/ 2>&1 | $(BENCH_FILTER)
 

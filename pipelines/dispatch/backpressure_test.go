@@ -200,8 +200,10 @@ func TestDispatchRequestFloodWaitsInKafka(t *testing.T) {
 		for i := range reqs {
 			reqs[i] = fmt.Appendf(nil, `{"v":1,"id":"%s-%d","app":%q,"campaign":"flood","priority":"bulk","category":"social","target":{"users":["u%d"]},"notification":{"title":"New follower"}}`, group, i, app, i)
 		}
-		if err := devstack.Produce(ctx, st.Brokers, cfg.RequestsTopic, pushflow.TopicRequests, reqs); err != nil {
-			t.Fatal(err)
+		for i := 0; i < len(reqs); i += 2000 {
+			if err := devstack.Produce(ctx, st.Brokers, cfg.RequestsTopic, pushflow.TopicRequests, reqs[i:min(i+2000, len(reqs))]); err != nil {
+				t.Fatal(err)
+			}
 		}
 		sent := st.APNs.Count()
 		stopPeak := samplePeakBacklog(t, st.RedisAddr, PacedLane(group), "flood", cfg.Pace.Shards)

@@ -22,6 +22,9 @@ import (
 	"github.com/pushflow/pushflow/internal/options"
 	"github.com/pushflow/pushflow/internal/runsummary"
 	"github.com/pushflow/pushflow/transforms/interest"
+
+	// Prism's dynamic splits lose elements (see the package).
+	_ "github.com/pushflow/pushflow/internal/prismsplit"
 )
 
 func TestMain(m *testing.M) { ptest.Main(m) }

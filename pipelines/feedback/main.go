@@ -23,6 +23,7 @@ import (
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/x/beamx"
 
 	"github.com/pushflow/pushflow/internal/options"
+	"github.com/pushflow/pushflow/internal/prismsplit"
 	"github.com/pushflow/pushflow/internal/runsummary"
 	"github.com/pushflow/pushflow/transforms/interest"
 )
@@ -37,6 +38,7 @@ func main() {
 		fs.PrintDefaults()
 	}
 	flag.Parse()
+	prismsplit.Ensure() // Prism's dynamic splits lose elements
 	beam.Init()
 	common.SetupLogging()
 	cfg := Config{Common: *common, JoinWindow: *joinWindow, InterestDecay: *decay}

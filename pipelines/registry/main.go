@@ -22,6 +22,7 @@ import (
 	"github.com/pushflow/pushflow"
 	"github.com/pushflow/pushflow/internal/devstack"
 	"github.com/pushflow/pushflow/internal/options"
+	"github.com/pushflow/pushflow/internal/prismsplit"
 	"github.com/pushflow/pushflow/internal/runsummary"
 )
 
@@ -34,6 +35,7 @@ func main() {
 		fs.PrintDefaults()
 	}
 	flag.Parse()
+	prismsplit.Ensure() // Prism's dynamic splits lose elements
 	beam.Init()
 	common.SetupLogging()
 	cfg := Config{Common: *common}

@@ -18,6 +18,9 @@ import (
 	"github.com/pushflow/pushflow/connectors/redisio/redistest"
 	"github.com/pushflow/pushflow/internal/devstack"
 	"github.com/pushflow/pushflow/internal/options"
+
+	// Prism's dynamic splits lose elements (see the package).
+	_ "github.com/pushflow/pushflow/internal/prismsplit"
 )
 
 func TestMain(m *testing.M) { ptest.Main(m) }

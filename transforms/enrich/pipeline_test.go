@@ -12,6 +12,9 @@ import (
 
 	"github.com/pushflow/pushflow"
 	"github.com/pushflow/pushflow/transforms/recipient"
+
+	// Prism's dynamic splits lose elements (see the package).
+	_ "github.com/pushflow/pushflow/internal/prismsplit"
 )
 
 func TestMain(m *testing.M) {

@@ -1,9 +1,10 @@
 // Package recipient defines the elements that flow through dispatch between
 // decoding and sending: a validated Request with its Kafka source position,
 // and Batches of Recipients of one request. Batching recipients (rather than
-// one element per recipient) is what lets every stage read Redis with one
-// pipelined round trip per batch, and keeps expand → filter → enrich → send
-// fused without a shuffle.
+// one element per recipient) keeps expand → filter → enrich → send fused
+// without a shuffle, and filter, enrich and send buffer a bundle's batches
+// so that they read Redis with one pipelined round trip per flush of up to
+// 1,000 recipients, across requests.
 //
 // Every recipient that leaves the pipeline early leaves with a
 // pushflow.DeliveryEvent built by Batch.Event or Request.Event, so that for a
