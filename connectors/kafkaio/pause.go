@@ -15,10 +15,12 @@ import (
 // A Pauser tells a [Read] how many more records it may read now: whatever
 // consumes them has room for that many, and the rest are better off
 // waiting in Kafka (backpressure) than in the pipeline. room <= 0 pauses
-// the read. arg is ReadConfig.PauseArg. An error does not pause the read
-// (it is logged and counted): reading is what a read does when it cannot
-// tell.
-type Pauser func(ctx context.Context, arg string) (room int64, err error)
+// the read. arg is ReadConfig.PauseArg; read is how many records the
+// partition read since it last asked, the last of them at until, so the
+// Pauser can count records still on their way to what it measures. An
+// error does not pause the read (it is logged and counted): reading is
+// what a read does when it cannot tell.
+type Pauser func(ctx context.Context, arg string, read int64, until time.Time) (room int64, err error)
 
 // DefaultPauseDelay is ReadConfig.PauseDelay when it is zero.
 const DefaultPauseDelay = 500 * time.Millisecond
@@ -55,11 +57,13 @@ func lookupPauser(name string) (Pauser, bool) {
 const noLimit = math.MaxInt64
 
 // room asks the read's Pauser, if it has one, how many records this call
-// may read.
-func (fn *readFn) room(ctx context.Context) int64 {
+// on tp may read, telling it what tp read since it last asked.
+func (fn *readFn) room(ctx context.Context, tp topicPartition) int64 {
 	if fn.Pause == "" {
 		return noLimit
 	}
+	read, until := fn.unasked[tp].n, fn.unasked[tp].until
+	delete(fn.unasked, tp)
 	p, ok := lookupPauser(fn.Pause)
 	if !ok {
 		// Read checks the name when the pipeline is built; a worker built
@@ -67,7 +71,7 @@ func (fn *readFn) room(ctx context.Context) int64 {
 		fn.pauseErr(ctx, fmt.Errorf("no Pauser %q registered in this worker", fn.Pause))
 		return noLimit
 	}
-	room, err := p(ctx, fn.PauseArg)
+	room, err := p(ctx, fn.PauseArg, read, until)
 	if err != nil {
 		fn.pauseErr(ctx, err)
 		return noLimit
@@ -88,4 +92,25 @@ func (fn *readFn) pauseErr(ctx context.Context, err error) {
 	if last := pauseErrLogged.Load(); now-last >= int64(10*time.Second) && pauseErrLogged.CompareAndSwap(last, now) {
 		log.Warnf(ctx, "kafkaio.Read: Pauser %q: %v (reading on; logged at most every 10s)", fn.Pause, err)
 	}
+}
+
+// readSince counts what a call on tp read, for the next question to the
+// Pauser.
+func (fn *readFn) readSince(tp topicPartition, n int) {
+	if fn.Pause == "" || n == 0 {
+		return
+	}
+	if fn.unasked == nil {
+		fn.unasked = map[topicPartition]unasked{}
+	}
+	u := fn.unasked[tp]
+	u.n += int64(n)
+	u.until = time.Now()
+	fn.unasked[tp] = u
+}
+
+// unasked is what a partition read since it last asked its Pauser.
+type unasked struct {
+	n     int64
+	until time.Time
 }

@@ -17,6 +17,7 @@ import (
 var gate struct {
 	closed   atomic.Bool
 	room     atomic.Int64 // what an open gate allows per call
+	read     atomic.Int64 // sum of what the reads said they read
 	failing  atomic.Bool
 	calls    atomic.Int64
 	lastArg  atomic.Value
@@ -24,8 +25,9 @@ var gate struct {
 }
 
 func init() {
-	RegisterPauser("test-gate", func(_ context.Context, arg string) (int64, error) {
+	RegisterPauser("test-gate", func(_ context.Context, arg string, read int64, _ time.Time) (int64, error) {
 		gate.calls.Add(1)
+		gate.read.Add(read)
 		gate.lastArg.Store(arg)
 		if gate.failing.Load() {
 			return 0, errors.New("backlog store down")
@@ -51,6 +53,7 @@ func TestReadPauses(t *testing.T) {
 	gate.closed.Store(true)
 	gate.failing.Store(false)
 	gate.calls.Store(0)
+	gate.read.Store(0)
 	gate.violated.Store(0)
 	gate.room.Store(100) // 1500 records per partition: at least 15 calls each
 	const closedFor = 800 * time.Millisecond
@@ -73,6 +76,11 @@ func TestReadPauses(t *testing.T) {
 	}
 	if gate.calls.Load() < 30 {
 		t.Errorf("the Pauser was asked %d times, want at least once per 100 records read (room 100)", gate.calls.Load())
+	}
+	// Each call reports what the previous call of its partition read; the
+	// last call of each partition has nothing after it to report to.
+	if r := gate.read.Load(); r < 3000-2*100 || r > 3000 {
+		t.Errorf("the reads reported %d records read, want about the 3000 read", r)
 	}
 	if arg, _ := gate.lastArg.Load().(string); arg != "lane=bulk" {
 		t.Errorf("the Pauser got arg %q, want PauseArg %q", arg, "lane=bulk")

@@ -262,6 +262,7 @@ type readFn struct {
 	pcs       map[topicPartition]*cachedConsumer
 	committed map[topicPartition]int64
 	metrics   map[topicPartition]*partitionMetrics
+	unasked   map[topicPartition]unasked // records read since the Pauser was last asked
 	jan       janitor
 }
 
@@ -536,7 +537,7 @@ func (fn *readFn) ProcessElement(
 		return sdf.StopProcessing(), nil
 	}
 	m := fn.metricsFor(tp)
-	room := fn.room(ctx)
+	room := fn.room(ctx, tp)
 	if room <= 0 {
 		m.paused.Inc(ctx, 1)
 		return sdf.ResumeProcessingIn(fn.PauseDelay), nil
@@ -570,6 +571,7 @@ func (fn *readFn) ProcessElement(
 		if count > 0 {
 			m.records.Inc(ctx, int64(count))
 			m.bytes.Inc(ctx, size)
+			fn.readSince(tp, count)
 		}
 		hwm := c.pc.HighWaterMarkOffset()
 		fn.setHWM(tp, hwm)

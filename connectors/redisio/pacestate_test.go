@@ -50,10 +50,25 @@ func TestBacklogReports(t *testing.T) {
 				t.Errorf("Backlog(%q, %d) = %d, want %d", tc.campaign, tc.shards, got, tc.want)
 			}
 		}
-		total, err := r.TotalBacklog(ctx, "paced", 4)
-		if err != nil || total != 100+7+3+50 {
-			t.Errorf("TotalBacklog(4) = %d, %v; want %d (every campaign of shards 0-3)", total, err, 100+7+3+50)
+		total, newest, err := r.TotalBacklog(ctx, "paced", 4)
+		if err != nil || total != 100+7+3+50 || newest != 0 {
+			t.Errorf("TotalBacklog(4) = %d, %d, %v; want %d (every campaign of shards 0-3) and no newest", total, newest, err, 100+7+3+50)
 		}
+		// The newest emission time is the largest any shard reports.
+		if err := r.ReportBacklogAt(ctx, "paced", 3, map[string]int64{"t": 1}, 2000, time.Minute); err != nil {
+			t.Fatal(err)
+		}
+		if err := r.ReportBacklogAt(ctx, "paced", 4, map[string]int64{"spring": 1}, 1000, time.Minute); err != nil {
+			t.Fatal(err)
+		}
+		if n, at, err := r.BacklogAt(ctx, "paced", "spring", 5); err != nil || n != 151 || at != 2000 {
+			t.Errorf("BacklogAt(spring, 5) = %d, %d, %v; want 151, 2000", n, at, err)
+		}
+		if n, _, _ := r.BacklogAt(ctx, "paced", "t", 5); n != 1 {
+			t.Errorf("BacklogAt(t) = %d, want 1: a campaign named like the newest field is still a campaign", n)
+		}
+		report(3, nil, time.Minute)
+		report(4, nil, time.Minute)
 		// A report replaces the shard's previous one as a whole.
 		report(0, map[string]int64{"spring": 10}, time.Minute)
 		if got, want := backlog("", 4), int64(0); got != want {

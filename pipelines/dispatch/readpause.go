@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/pushflow/pushflow/connectors/kafkaio"
 	"github.com/pushflow/pushflow/connectors/redisio"
@@ -14,8 +15,9 @@ import (
 // when realtime requests have their own topic: it lets the reader read as
 // many requests as the paced lane has room for, Max recipients minus what
 // it holds, all campaigns together (the pacer's reports, see
-// transforms/pace), and pauses it at Max. A backlog of requests then waits
-// in Kafka rather than in pacing state. Registered by name so that every
+// transforms/pace), less what the reader read that the pacer has not
+// received yet, and pauses it at Max. A backlog of requests then waits in
+// Kafka rather than in pacing state. Registered by name so that every
 // worker binary has it.
 const pacedBacklogPauser = "pushflow.dispatch.paced_backlog"
 
@@ -32,30 +34,63 @@ func (a readPause) String() string {
 	return string(b)
 }
 
-// pauseRegistries holds one Redis client per address for the Pauser, for
-// the life of the worker.
-var pauseRegistries = struct {
+// pauseState is what the Pauser of one argument keeps in a worker: a
+// Redis client, and the reads whose requests the pacer has not reported
+// yet.
+type pauseState struct {
+	reg     *redisio.Registry
+	transit []transitRead
+}
+
+// transitRead is a read of n records, the last at until (unix ns).
+type transitRead struct{ n, until int64 }
+
+// transitFor is the longest a read counts as in transit: requests the lane
+// drops (invalid, filtered out) never reach the pacer.
+const transitFor = 10 * time.Second
+
+var pauseStates = struct {
 	sync.Mutex
-	m map[string]*redisio.Registry
-}{m: map[string]*redisio.Registry{}}
+	m map[string]*pauseState
+}{m: map[string]*pauseState{}}
 
 func init() {
-	kafkaio.RegisterPauser(pacedBacklogPauser, func(ctx context.Context, arg string) (int64, error) {
+	kafkaio.RegisterPauser(pacedBacklogPauser, func(ctx context.Context, arg string, read int64, until time.Time) (int64, error) {
 		var a readPause
 		if err := json.Unmarshal([]byte(arg), &a); err != nil {
 			return 0, fmt.Errorf("%s: bad argument %q: %w", pacedBacklogPauser, arg, err)
 		}
-		pauseRegistries.Lock()
-		reg := pauseRegistries.m[a.Redis]
-		if reg == nil {
-			reg = redisio.Open(a.Redis)
-			pauseRegistries.m[a.Redis] = reg
+		pauseStates.Lock()
+		defer pauseStates.Unlock()
+		st := pauseStates.m[arg]
+		if st == nil {
+			st = &pauseState{reg: redisio.Open(a.Redis)}
+			pauseStates.m[arg] = st
 		}
-		pauseRegistries.Unlock()
-		n, err := reg.TotalBacklog(ctx, a.Lane, a.Shards)
+		if read > 0 {
+			st.transit = append(st.transit, transitRead{read, until.UnixNano()})
+		}
+		n, newest, err := st.reg.TotalBacklog(ctx, a.Lane, a.Shards)
 		if err != nil {
 			return 0, err
 		}
-		return a.Max - n, nil
+		return a.Max - n - st.inTransit(newest, time.Now()), nil
 	})
+}
+
+// inTransit drops the reads the pacer has reported (it has received a
+// batch emitted after them) or that are too old to wait for, and returns
+// the records of the rest: one-user requests are one recipient each, and
+// larger ones hold their expansion back on their own.
+func (st *pauseState) inTransit(newest int64, now time.Time) int64 {
+	keep := st.transit[:0]
+	var n int64
+	for _, r := range st.transit {
+		if r.until > newest && now.Sub(time.Unix(0, r.until)) < transitFor {
+			keep = append(keep, r)
+			n += r.n
+		}
+	}
+	st.transit = keep
+	return n
 }

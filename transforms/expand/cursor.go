@@ -30,6 +30,11 @@ type Cursor struct {
 	// events of earlier calls, for the empty-audience event at the end.
 	Emitted int64
 	Drops   int64
+	// LastAt and LastN are the emission time (unix ns) of the last batch of
+	// the previous slice, and that slice's recipients: until the pacer
+	// reports a batch at least that new, the slice counts as in transit.
+	LastAt int64
+	LastN  int64
 	// Started is set once the app check ran (and its outcome was emitted).
 	Started bool
 	// Done is set when the audience is exhausted.

@@ -17,8 +17,11 @@
 // each slice first reads how many recipients of the request's campaign wait
 // in the lane's pacer (the pacer's reports, redisio.Backlog) and emits at
 // most MaxPending minus that; at or above MaxPending it emits nothing and
-// asks to be resumed after Poll. The pacer then holds about MaxPending (at
-// most about twice that: a report lags the slices emitted since it) per
+// asks to be resumed after Poll. Reports lag what was emitted by the
+// pipeline's transit time (seconds on a busy runner), so a slice also counts
+// the previous slice as pending until the pacer reports having received a
+// batch at least as new (Batch.Emitted; for at most 10 s, in case the filter
+// dropped the slice's last batch). The pacer then holds about MaxPending per
 // campaign and concurrently expanding request, whatever the audience size,
 // and the rest of the audience stays in Redis until the pacer is ready for
 // it.
@@ -135,6 +138,7 @@ var (
 	expandSlices       = beam.NewCounter("pushflow", "expand_slices")       // calls over a large audience
 	expandPaused       = beam.NewCounter("pushflow", "expand_paused")       // slices that emitted nothing: the campaign's backlog was full
 	pacedBacklog       = beam.NewDistribution("pushflow", "expand_backlog") // campaign backlog seen by a slice
+	inTransit          = beam.NewCounter("pushflow", "expand_in_transit")   // slices that found their previous slice still in transit
 )
 
 // ReasonNoRecipients is the reason of a request whose audience was empty.
@@ -209,6 +213,7 @@ type batcher struct {
 	buf   []recipient.Recipient
 	seq   int
 	total int
+	last  int64 // Emitted of the last batch flushed
 	emit  func(recipient.Batch)
 }
 
@@ -224,7 +229,8 @@ func (b *batcher) flush() {
 	if len(b.buf) == 0 {
 		return
 	}
-	b.emit(recipient.Batch{Request: b.req, Recipients: b.buf, Seq: b.seq})
+	b.last = time.Now().UnixNano()
+	b.emit(recipient.Batch{Request: b.req, Recipients: b.buf, Seq: b.seq, Emitted: b.last})
 	b.seq++
 	b.buf = make([]recipient.Recipient, 0, b.size)
 }
@@ -327,9 +333,16 @@ func (fn *expandFn) slice(ctx context.Context, c Cursor, req recipient.Request, 
 	limit := int64(fn.SliceMax)
 	resume := sdf.ResumeProcessingIn(0)
 	if fn.MaxPending > 0 {
-		pending, err := fn.reg.Backlog(ctx, fn.Lane, r.Campaign, fn.Shards)
+		pending, newest, err := fn.reg.BacklogAt(ctx, fn.Lane, r.Campaign, fn.Shards)
 		if err != nil {
 			return nil, fmt.Errorf("expand: %s: %w", r.ID, err)
+		}
+		if c.LastN > 0 && newest < c.LastAt && time.Since(time.Unix(0, c.LastAt)) < inTransitFor {
+			// The previous slice has not reached the pacer yet (a busy
+			// runner can take seconds): count it as pending, or slices
+			// would pile up faster than the reports can see them.
+			pending += c.LastN
+			inTransit.Inc(ctx, 1)
 		}
 		pacedBacklog.Update(ctx, pending)
 		if pending >= fn.MaxPending {
@@ -371,11 +384,19 @@ func (fn *expandFn) slice(ctx context.Context, c Cursor, req recipient.Request, 
 	if err != nil {
 		return nil, fmt.Errorf("expand: %s: %w", r.ID, err)
 	}
+	if b.total > 0 {
+		b.flush()
+		c.LastAt, c.LastN = b.last, int64(b.total)
+	}
 	if c.Done {
 		return finish(c, sdf.StopProcessing())
 	}
 	return finish(c, resume)
 }
+
+// inTransitFor is how long a slice counts as in transit at most: one whose
+// last batch the filter dropped whole never reaches the pacer.
+const inTransitFor = 10 * time.Second
 
 // devices resolves device ids to recipients; unknown ids are dropped.
 func (fn *expandFn) devices(ctx context.Context, app string, ids []string, b *batcher, drop func(userID, deviceID, reason string)) error {

@@ -228,3 +228,30 @@ func TestExpandCachesKnownApps(t *testing.T) {
 		}
 	}
 }
+
+// TestExpandStampsEmission checks every batch carries when it was emitted,
+// and a slice remembers its last one, for the backpressure's transit check.
+func TestExpandStampsEmission(t *testing.T) {
+	addr, _ := seedUsers(t, 300, nil)
+	fn := newFn(t, addr, 64, 50)
+	fn.SliceMax = 100
+	before := time.Now().UnixNano()
+	rt := fn.CreateTracker(Cursor{})
+	var bs []recipient.Batch
+	if _, err := fn.ProcessElement(context.Background(), rt, request("r-stamp", pushflow.Target{Broadcast: true}),
+		func(b recipient.Batch) { bs = append(bs, b) }, func(pushflow.DeliveryEvent) {}, func(pushflow.DeadLetter) {}); err != nil {
+		t.Fatal(err)
+	}
+	_, residual, _ := rt.TrySplit(0)
+	c := residual.(Cursor)
+	var last int64
+	for i, b := range bs {
+		if b.Emitted < before || b.Emitted < last {
+			t.Errorf("batch %d Emitted %d, want >= %d and not before the previous batch's %d", i, b.Emitted, before, last)
+		}
+		last = b.Emitted
+	}
+	if n := int64(len(allUsers(bs))); c.LastAt != last || c.LastN != n {
+		t.Errorf("residual LastAt %d, LastN %d; want the last batch's %d and the slice's %d", c.LastAt, c.LastN, last, n)
+	}
+}

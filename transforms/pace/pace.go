@@ -114,8 +114,11 @@
 // With Config.RedisAddr set, every firing ends by reporting what its key
 // (shard) still holds: the recipients pending per campaign, in the ready
 // queue and the inbox together, as the Redis hash pf:pace:<Lane>:<shard>
-// (redisio.Registry.ReportBacklog; one round trip per firing); the inbox
-// counts whole, "open" included. A key that has nothing left reports an empty
+// (redisio.Registry.ReportBacklogAt; one round trip per firing); the inbox
+// counts whole, "open" included. The report also carries the newest
+// Batch.Emitted the key has received, so the expansion (and dispatch's
+// requests reader) can tell whether what it emitted last is already counted
+// or still in transit. A key that has nothing left reports an empty
 // map, which deletes the hash. Reports expire after ReportTTL (30 s), and a
 // key refreshes its report every slot while anything is pending, so the
 // report of a shard that stopped firing (a stopped pipeline, or a shard
@@ -360,6 +363,7 @@ type slotState struct {
 	Refilled  int64            // unix ns of the last refill; 0 before any
 	Open      int64            // recipients in "open" (part of Waiting)
 	OpenBy    map[string]int64 // recipients in "open" per campaign; no zero entries
+	Newest    int64            // the newest Batch.Emitted received (unix ns), reported for backpressure
 }
 
 // Refill policy, in slots of the key's global budget (see the package doc).
@@ -500,6 +504,7 @@ func (fn *paceFn) ProcessElement(sp state.Provider, tp timers.Provider, _ int, b
 	pos.NextN++
 	pos.Inbox++
 	pos.Waiting += n
+	pos.Newest = max(pos.Newest, b.Emitted)
 	if pos.WaitingBy == nil {
 		pos.WaitingBy = map[string]int64{}
 	}
@@ -615,7 +620,7 @@ func (fn *paceFn) OnTimer(ctx context.Context, sp state.Provider, tp timers.Prov
 		return fmt.Errorf("pace: write position: %w", err)
 	}
 	if fn.reg != nil {
-		fn.report(ctx, shard, pendingBy(keep, pos.WaitingBy))
+		fn.report(ctx, shard, pendingBy(keep, pos.WaitingBy), pos.Newest)
 	}
 	return nil
 }
@@ -651,10 +656,10 @@ var reportLogged atomic.Int64
 // connections but does not answer is bounded only by the client's read
 // timeout: the go-redis client of redisio.Open ignores context deadlines
 // on socket reads.)
-func (fn *paceFn) report(ctx context.Context, shard int, pending map[string]int64) {
+func (fn *paceFn) report(ctx context.Context, shard int, pending map[string]int64, newest int64) {
 	rctx, cancel := context.WithTimeout(ctx, min(max(fn.Slot, 10*time.Millisecond), time.Second))
 	defer cancel()
-	err := fn.reg.ReportBacklog(rctx, fn.Lane, shard, pending, ReportTTL)
+	err := fn.reg.ReportBacklogAt(rctx, fn.Lane, shard, pending, newest, ReportTTL)
 	if err == nil {
 		return
 	}

@@ -360,8 +360,10 @@ func TestPacedPipeline(t *testing.T) {
 				}
 				if m, err := rep.c.HGetAll(ctx, rep.key(0)).Result(); err == nil && len(m) > 0 {
 					got := map[string]int64{}
-					for c, v := range m {
-						got[c], _ = strconv.ParseInt(v, 10, 64)
+					for f, v := range m {
+						if c, ok := strings.CutPrefix(f, "c:"); ok {
+							got[c], _ = strconv.ParseInt(v, 10, 64)
+						}
 					}
 					if got["x"] > 0 && got["y"] > 0 {
 						both++

@@ -52,12 +52,17 @@ func (r *reports) hash(shard int) map[string]int64 {
 		return nil
 	}
 	m := make(map[string]int64, len(raw))
-	for c, v := range raw {
+	for f, v := range raw {
 		n, err := strconv.ParseInt(v, 10, 64)
 		if err != nil {
-			r.t.Fatalf("HGETALL %s: field %q = %q: %v", r.key(shard), c, v, err)
+			r.t.Fatalf("HGETALL %s: field %q = %q: %v", r.key(shard), f, v, err)
 		}
-		m[c] = n
+		// Counts are "c:<campaign>"; "t" is the newest emission time.
+		if c, ok := strings.CutPrefix(f, "c:"); ok {
+			m[c] = n
+		} else if f != "t" {
+			r.t.Fatalf("HGETALL %s: unexpected field %q", r.key(shard), f)
+		}
 	}
 	return m
 }

@@ -87,6 +87,10 @@ type Batch struct {
 	// Seq numbers the batches of one request (0, 1, ...), for logs and
 	// per-request progress.
 	Seq int
+	// Emitted is when expansion emitted the batch (unix ns). The pacer
+	// reports the newest it has received, so a producer held back by its
+	// reports can tell whether what it emitted last has arrived.
+	Emitted int64
 }
 
 // Event builds the DeliveryEvent of one recipient of b.
@@ -96,5 +100,5 @@ func (b Batch) Event(now time.Time, r Recipient, stage, outcome, reason string) 
 
 // With returns a batch of the same request holding rs.
 func (b Batch) With(rs []Recipient) Batch {
-	return Batch{Request: b.Request, Recipients: rs, Seq: b.Seq}
+	return Batch{Request: b.Request, Recipients: rs, Seq: b.Seq, Emitted: b.Emitted}
 }
