@@ -45,7 +45,12 @@ type Config struct {
 	// topic's reader while the paced lane holds this many recipients. 0 =
 	// never pause.
 	RequestsMaxPending int64
-	Filter             filter.Config
+	// FlushRecipients is how many recipients filter, enrich and send buffer
+	// from a bundle before they do their Redis and provider work for all
+	// of them at once (across requests). 0 = their default (1,000); 1 =
+	// one batch at a time.
+	FlushRecipients int
+	Filter          filter.Config
 }
 
 // Validate checks cfg before any graph is built.
@@ -74,6 +79,9 @@ func (c *Config) Validate() error {
 	}
 	if c.RealtimeTopic != "" && c.RealtimeTopic == c.RequestsTopic {
 		return fmt.Errorf("--realtime_topic: must differ from --requests_topic %q", c.RequestsTopic)
+	}
+	if c.FlushRecipients < 0 {
+		return fmt.Errorf("--flush_recipients: must be >= 0, got %d", c.FlushRecipients)
 	}
 	if c.RequestsMaxPending < 0 {
 		return fmt.Errorf("--requests_max_pending: must be >= 0, got %d", c.RequestsMaxPending)
@@ -104,7 +112,7 @@ func (c *Config) FCMEnabled() bool { return c.FCM.ProjectID != "" || c.FCM.Crede
 // sendConfig is the sender configuration of one lane, with its own
 // in-flight budget per provider (0 keeps the connector's default).
 func (c *Config) sendConfig(concurrency int) send.Config {
-	sc := send.Config{RedisAddr: c.RedisAddr, APNs: c.APNs, FCM: c.FCM, FCMEnabled: c.FCMEnabled()}
+	sc := send.Config{RedisAddr: c.RedisAddr, APNs: c.APNs, FCM: c.FCM, FCMEnabled: c.FCMEnabled(), FlushRecipients: c.FlushRecipients}
 	if concurrency > 0 {
 		sc.APNs.Concurrency, sc.FCM.Concurrency = concurrency, concurrency
 	}
@@ -233,9 +241,9 @@ func Paced(pc pace.Config) bool {
 func lane(s beam.Scope, cfg Config, reqs beam.PCollection, sendCfg send.Config, pacer func(beam.Scope, beam.PCollection) beam.PCollection, bp *expand.Backpressure) (events, dead beam.PCollection) {
 	batches, expandEvents, dead := expand.Targets(s, reqs, expand.Config{RedisAddr: cfg.RedisAddr, BatchSize: cfg.BatchSize, Backpressure: bp})
 	fcfg := cfg.Filter
-	fcfg.RedisAddr = cfg.RedisAddr
+	fcfg.RedisAddr, fcfg.FlushRecipients = cfg.RedisAddr, cfg.FlushRecipients
 	kept, filterEvents := filter.Apply(s, batches, fcfg)
-	devices, enrichEvents := enrich.Tokens(s, kept, cfg.RedisAddr)
+	devices, enrichEvents := enrich.TokensWith(s, kept, enrich.Config{RedisAddr: cfg.RedisAddr, FlushRecipients: cfg.FlushRecipients})
 	if pacer != nil {
 		devices = pacer(s, devices)
 	}

@@ -38,14 +38,16 @@ func TestDispatchTestdata(t *testing.T) { runTestdata(t, nil) }
 // TestDispatchTestdataPacedWithRealtimeTopic runs the same data with the
 // normal/bulk lane paced, its broadcast, tag and file expansions held back
 // by a tiny backpressure limit, the requests topic's reader paused whenever
-// the pacer holds two recipients, and realtime requests on their own topic:
-// every outcome must be the same.
+// the pacer holds two recipients, filter/enrich/send flushing every three
+// recipients, and realtime requests on their own topic: every outcome must
+// be the same.
 func TestDispatchTestdataPacedWithRealtimeTopic(t *testing.T) {
 	runTestdata(t, func(cfg *Config) {
 		cfg.RealtimeTopic = "push.requests.realtime"
 		cfg.Pace = pace.Config{GlobalQPS: 200, DefaultCampaignQPS: 100, Shards: 2, Slot: 20 * time.Millisecond}
 		cfg.PaceMaxPending = 3
 		cfg.RequestsMaxPending = 2
+		cfg.FlushRecipients = 3 // flushes inside bundles as well as at their end
 	})
 }
 

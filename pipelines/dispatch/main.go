@@ -60,6 +60,7 @@ func main() {
 	fs.DurationVar(&cfg.Pace.Slot, "pace_slot", 100*time.Millisecond, "pacing allocation period")
 	fs.Int64Var(&cfg.PaceMaxPending, "pace_max_pending", 50000, "backpressure of a paced lane: recipients of one campaign that may wait in the pacer before the expansion of its broadcast, tag or file audiences pauses (the rest stays in Redis); 0 = no limit (the pacer holds whole audiences)")
 	fs.Int64Var(&cfg.RequestsMaxPending, "requests_max_pending", 200000, "with --realtime_topic and a paced lane: the --requests_topic reader pauses while the paced lane holds this many recipients (all campaigns), so a flood of requests waits in Kafka; 0 = never pause. Ignored without --realtime_topic (pausing the one reader would hold realtime requests back)")
+	fs.IntVar(&cfg.FlushRecipients, "flush_recipients", 1000, "recipients filter, enrich and send buffer from a bundle before doing their Redis and provider work for all of them at once, across requests; 1 = one batch at a time")
 	fs.IntVar(&cfg.BatchSize, "batch_size", 500, "recipients per batch between expand and send (one pipelined Redis read per batch)")
 	fs.IntVar(&cfg.Filter.FrequencyCap, "frequency_cap", 0, "most notifications per user, category and UTC day; 0 = no cap")
 	fs.Float64Var(&cfg.Filter.MinInterest, "min_interest", 0, "drop recipients whose interest score for the category is known and below this; 0 = off")
