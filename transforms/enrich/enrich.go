@@ -9,7 +9,6 @@ package enrich
 import (
 	"context"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/apache/beam/sdks/v2/go/pkg/beam"
@@ -188,12 +187,12 @@ func (fn *tokensFn) flush(ctx context.Context, emit func(beam.EventTime, recipie
 		var err error
 		if len(ar.users) > 0 {
 			if ar.byUser, err = fn.reg.UserDevices(ctx, app, ar.users); err != nil {
-				return fmt.Errorf("enrich: %s: %w", requests(ar.reqsUsers), err)
+				return fmt.Errorf("enrich: %s: %w", recipient.RequestIDs(ar.reqsUsers), err)
 			}
 		}
 		if len(ar.deviceIDs) > 0 {
 			if ar.byID, err = fn.reg.Devices(ctx, app, ar.deviceIDs); err != nil {
-				return fmt.Errorf("enrich: %s: %w", requests(ar.reqsIDs), err)
+				return fmt.Errorf("enrich: %s: %w", recipient.RequestIDs(ar.reqsIDs), err)
 			}
 		}
 	}
@@ -249,29 +248,4 @@ func resolve(ctx context.Context, now time.Time, ts beam.EventTime, b recipient.
 	if len(out) > 0 {
 		emit(ts, b.With(out))
 	}
-}
-
-// requests names the distinct request ids of a failed read: all of them up
-// to 5, then how many more.
-func requests(ids []string) string {
-	const most = 5
-	seen := make(map[string]bool, len(ids))
-	var names []string
-	more := 0
-	for _, id := range ids {
-		if seen[id] {
-			continue
-		}
-		seen[id] = true
-		if len(names) < most {
-			names = append(names, id)
-		} else {
-			more++
-		}
-	}
-	s := strings.Join(names, ", ")
-	if more > 0 {
-		s += fmt.Sprintf(" and %d more requests", more)
-	}
-	return s
 }

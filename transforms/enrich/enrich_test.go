@@ -457,18 +457,3 @@ func TestTokensFnFlushRecipients(t *testing.T) {
 		t.Errorf("%d pipelines, want 2 (one per flush)", n)
 	}
 }
-
-func TestRequests(t *testing.T) {
-	for _, tt := range []struct {
-		ids  []string
-		want string
-	}{
-		{[]string{"r-1"}, "r-1"},
-		{[]string{"r-1", "r-2", "r-1"}, "r-1, r-2"},
-		{[]string{"a", "b", "c", "d", "e", "a", "f", "g"}, "a, b, c, d, e and 2 more requests"},
-	} {
-		if got := requests(tt.ids); got != tt.want {
-			t.Errorf("requests(%q) = %q, want %q", tt.ids, got, tt.want)
-		}
-	}
-}

@@ -13,7 +13,6 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
-	"strings"
 	"sync"
 	"time"
 
@@ -420,20 +419,13 @@ func parallel(calls []func() error) error {
 	return nil
 }
 
-// requestIDs names the requests of batches for an error: "r-1", or
-// "r-1, r-2, r-3 and 4 more".
+// requestIDs names the requests of the given batches for an error.
 func requestIDs(buf []pending, batches []int) string {
-	const show = 3
-	var ids []string
-	for _, i := range batches {
-		if id := buf[i].b.Request.Req.ID; !slices.Contains(ids, id) {
-			ids = append(ids, id)
-		}
+	ids := make([]string, len(batches))
+	for j, i := range batches {
+		ids[j] = buf[i].b.Request.Req.ID
 	}
-	if len(ids) > show {
-		return fmt.Sprintf("%s and %d more", strings.Join(ids[:show], ", "), len(ids)-show)
-	}
-	return strings.Join(ids, ", ")
+	return recipient.RequestIDs(ids)
 }
 
 func categoryKey(c string) string {

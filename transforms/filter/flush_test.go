@@ -280,7 +280,7 @@ func TestFilterFnRedisError(t *testing.T) {
 			batch("r-3", "news", pushflow.PriorityNormal, 0, user("u4")),
 			batch("r-4", "news", pushflow.PriorityNormal, 0, user("bad")),
 			batch("r-5", "news", pushflow.PriorityNormal, 0, user("u5")),
-		}, wantErr: "filter: r-1, r-2, r-3 and 2 more: redisio: settings of "},
+		}, wantErr: "filter: r-1, r-2, r-3 and 2 more requests: redisio: settings of "},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			got, _, err := f.bundle(context.Background(), inputs(tt.in...)...)

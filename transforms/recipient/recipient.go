@@ -13,6 +13,7 @@ package recipient
 
 import (
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/pushflow/pushflow"
@@ -101,4 +102,28 @@ func (b Batch) Event(now time.Time, r Recipient, stage, outcome, reason string) 
 // With returns a batch of the same request holding rs.
 func (b Batch) With(rs []Recipient) Batch {
 	return Batch{Request: b.Request, Recipients: rs, Seq: b.Seq, Emitted: b.Emitted}
+}
+
+// RequestIDs names the requests of a failed flush for its error: the
+// distinct ids in order, at most the first three, and how many more.
+func RequestIDs(ids []string) string {
+	const show = 3
+	var names []string
+	seen := make(map[string]bool, len(ids))
+	more := 0
+	for _, id := range ids {
+		switch {
+		case seen[id]:
+		case len(names) < show:
+			names = append(names, id)
+		default:
+			more++
+		}
+		seen[id] = true
+	}
+	s := strings.Join(names, ", ")
+	if more > 0 {
+		s += fmt.Sprintf(" and %d more requests", more)
+	}
+	return s
 }

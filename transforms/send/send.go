@@ -23,7 +23,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"strings"
 	"sync"
 	"time"
 
@@ -319,22 +318,13 @@ func (fn *sendFn) flush(ctx context.Context, emit func(beam.EventTime, pushflow.
 // claimedIDs names the requests whose devices a flush claimed, for errors:
 // the first few ids and how many more.
 func claimedIDs(buf []pending, plans []plan) string {
-	const show = 3
 	var ids []string
-	n := 0
 	for i, p := range buf {
-		if !plans[i].claimed {
-			continue
-		}
-		if n++; n <= show {
+		if plans[i].claimed {
 			ids = append(ids, p.b.Request.Req.ID)
 		}
 	}
-	s := strings.Join(ids, ", ")
-	if n > show {
-		s += fmt.Sprintf(" and %d more requests", n-show)
-	}
-	return s
+	return recipient.RequestIDs(ids)
 }
 
 // outcome is a provider's answer for one device.
