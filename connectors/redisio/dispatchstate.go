@@ -52,21 +52,9 @@ func (r *Registry) UserTags(ctx context.Context, app string, users []string) (ma
 // when someone else claimed it first. One round trip: SET NX EX then GET,
 // pipelined.
 func (r *Registry) ClaimOwners(ctx context.Context, keys []string, owner string) ([]string, error) {
-	out := make([]string, len(keys))
-	if len(keys) == 0 {
-		return out, nil
+	owners := make([]string, len(keys))
+	for i := range owners {
+		owners[i] = owner
 	}
-	gets := make([]*redis.StringCmd, len(keys))
-	pipe := r.c.Pipeline()
-	for i, k := range keys {
-		pipe.SetNX(ctx, r.k.dedup(k), owner, r.dedupTTL)
-		gets[i] = pipe.Get(ctx, r.k.dedup(k))
-	}
-	if _, err := pipe.Exec(ctx); err != nil && err != redis.Nil {
-		return nil, fmt.Errorf("redisio: claim %d dedup keys: %w", len(keys), err)
-	}
-	for i, g := range gets {
-		out[i] = g.Val()
-	}
-	return out, nil
+	return r.ClaimEach(ctx, keys, owners)
 }
