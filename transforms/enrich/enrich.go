@@ -26,7 +26,7 @@ func init() {
 }
 
 // DefaultFlushRecipients is Config.FlushRecipients when it is 0.
-const DefaultFlushRecipients = 1000
+const DefaultFlushRecipients = recipient.DefaultFlushRecipients
 
 // Config configures TokensWith.
 type Config struct {
@@ -61,14 +61,7 @@ func tokens(s beam.Scope, batches beam.PCollection, cfg Config, name string) (en
 	if cfg.RedisAddr == "" {
 		panic(name + ": RedisAddr is required")
 	}
-	flush := cfg.FlushRecipients
-	switch {
-	case flush == 0:
-		flush = DefaultFlushRecipients
-	case flush < 0:
-		flush = 1
-	}
-	return beam.ParDo2(s, &tokensFn{RedisAddr: cfg.RedisAddr, FlushRecipients: flush}, batches)
+	return beam.ParDo2(s, &tokensFn{RedisAddr: cfg.RedisAddr, FlushRecipients: recipient.FlushAt(cfg.FlushRecipients)}, batches)
 }
 
 var (
@@ -85,14 +78,7 @@ type tokensFn struct {
 	FlushRecipients int
 
 	reg *redisio.Registry
-	buf []pending
-	n   int // recipients in buf
-}
-
-// pending is one buffered input with its timestamp.
-type pending struct {
-	ts beam.EventTime
-	b  recipient.Batch
+	buf recipient.Buffer
 }
 
 func (fn *tokensFn) Setup() {
@@ -106,13 +92,11 @@ func (fn *tokensFn) Teardown() {
 // StartBundle drops whatever a failed bundle left behind: nothing survives
 // between bundles.
 func (fn *tokensFn) StartBundle(_ context.Context, _ func(beam.EventTime, recipient.Batch), _ func(beam.EventTime, pushflow.DeliveryEvent)) {
-	fn.reset()
+	fn.buf.Reset()
 }
 
 func (fn *tokensFn) ProcessElement(ctx context.Context, ts beam.EventTime, b recipient.Batch, emit func(beam.EventTime, recipient.Batch), events func(beam.EventTime, pushflow.DeliveryEvent)) error {
-	fn.buf = append(fn.buf, pending{ts: ts, b: b})
-	fn.n += len(b.Recipients)
-	if fn.n >= fn.FlushRecipients {
+	if fn.buf.Add(ts, b, fn.FlushRecipients) {
 		return fn.flush(ctx, emit, events)
 	}
 	return nil
@@ -120,11 +104,6 @@ func (fn *tokensFn) ProcessElement(ctx context.Context, ts beam.EventTime, b rec
 
 func (fn *tokensFn) FinishBundle(ctx context.Context, emit func(beam.EventTime, recipient.Batch), events func(beam.EventTime, pushflow.DeliveryEvent)) error {
 	return fn.flush(ctx, emit, events)
-}
-
-func (fn *tokensFn) reset() {
-	clear(fn.buf)
-	fn.buf, fn.n = fn.buf[:0], 0
 }
 
 // appReads are the distinct reads of one app's buffered batches, and then
@@ -145,14 +124,14 @@ type appReads struct {
 // events and enriched batch in arrival order, as if resolved alone. The
 // buffer is empty afterwards, whether or not the flush failed.
 func (fn *tokensFn) flush(ctx context.Context, emit func(beam.EventTime, recipient.Batch), events func(beam.EventTime, pushflow.DeliveryEvent)) error {
-	defer fn.reset()
-	if len(fn.buf) == 0 {
+	defer fn.buf.Reset()
+	if len(fn.buf.Items) == 0 {
 		return nil
 	}
 	reads := make(map[string]*appReads)
 	var apps []string // in arrival order, for a deterministic call order
-	for _, p := range fn.buf {
-		app := p.b.Request.Req.App
+	for _, p := range fn.buf.Items {
+		app := p.Batch.Request.Req.App
 		ar := reads[app]
 		if ar == nil {
 			ar = &appReads{seenUser: map[string]bool{}, seenID: map[string]bool{}}
@@ -160,7 +139,7 @@ func (fn *tokensFn) flush(ctx context.Context, emit func(beam.EventTime, recipie
 			apps = append(apps, app)
 		}
 		var hasUsers, hasIDs bool
-		for _, r := range p.b.Recipients {
+		for _, r := range p.Batch.Recipients {
 			if r.DeviceID != "" {
 				hasIDs = true
 				if !ar.seenID[r.DeviceID] {
@@ -176,10 +155,10 @@ func (fn *tokensFn) flush(ctx context.Context, emit func(beam.EventTime, recipie
 			}
 		}
 		if hasUsers {
-			ar.reqsUsers = append(ar.reqsUsers, p.b.Request.Req.ID)
+			ar.reqsUsers = append(ar.reqsUsers, p.Batch.Request.Req.ID)
 		}
 		if hasIDs {
-			ar.reqsIDs = append(ar.reqsIDs, p.b.Request.Req.ID)
+			ar.reqsIDs = append(ar.reqsIDs, p.Batch.Request.Req.ID)
 		}
 	}
 	for _, app := range apps {
@@ -196,9 +175,9 @@ func (fn *tokensFn) flush(ctx context.Context, emit func(beam.EventTime, recipie
 			}
 		}
 	}
-	for _, p := range fn.buf {
-		ar := reads[p.b.Request.Req.App]
-		resolve(ctx, time.Now(), p.ts, p.b, ar.byUser, ar.byID, emit, events)
+	for _, p := range fn.buf.Items {
+		ar := reads[p.Batch.Request.Req.App]
+		resolve(ctx, time.Now(), p.TS, p.Batch, ar.byUser, ar.byID, emit, events)
 	}
 	return nil
 }

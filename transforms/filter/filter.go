@@ -31,7 +31,7 @@ func init() {
 }
 
 // DefaultFlushRecipients is Config.FlushRecipients when it is 0.
-const DefaultFlushRecipients = 1000
+const DefaultFlushRecipients = recipient.DefaultFlushRecipients
 
 // Config configures Apply. The zero value applies opt-out and quiet hours.
 type Config struct {
@@ -51,17 +51,6 @@ type Config struct {
 	// bundle finishes. 0 means DefaultFlushRecipients (1000); 1 or less
 	// flushes every batch as it arrives.
 	FlushRecipients int
-}
-
-// flushAt is the number of buffered recipients that triggers a flush.
-func (c Config) flushAt() int {
-	switch {
-	case c.FlushRecipients == 0:
-		return DefaultFlushRecipients
-	case c.FlushRecipients < 1:
-		return 1
-	}
-	return c.FlushRecipients
 }
 
 // ReasonLowInterest is the reason of a recipient below Config.MinInterest.
@@ -101,14 +90,7 @@ type rulesFn struct {
 	reg *redisio.Registry
 	now func() time.Time
 
-	buf      []pending // the bundle's batches not flushed yet, in arrival order
-	buffered int       // recipients in buf
-}
-
-// pending is a buffered input element.
-type pending struct {
-	ts beam.EventTime
-	b  recipient.Batch
+	buf recipient.Buffer // the bundle's batches not flushed yet
 }
 
 func (fn *rulesFn) Setup() {
@@ -159,15 +141,13 @@ func Decide(cfg Config, req pushflow.PushRequest, st State, userID string, now t
 // StartBundle drops anything a failed bundle left buffered: no state
 // survives from one bundle to the next.
 func (fn *rulesFn) StartBundle(context.Context, func(beam.EventTime, recipient.Batch), func(beam.EventTime, pushflow.DeliveryEvent)) {
-	fn.reset()
+	fn.buf.Reset()
 }
 
 // ProcessElement buffers b and flushes once the buffer holds
 // Config.FlushRecipients recipients.
 func (fn *rulesFn) ProcessElement(ctx context.Context, ts beam.EventTime, b recipient.Batch, emit func(beam.EventTime, recipient.Batch), events func(beam.EventTime, pushflow.DeliveryEvent)) error {
-	fn.buf = append(fn.buf, pending{ts: ts, b: b})
-	fn.buffered += len(b.Recipients)
-	if at := fn.Cfg.flushAt(); at <= 1 || fn.buffered >= at {
+	if fn.buf.Add(ts, b, recipient.FlushAt(fn.Cfg.FlushRecipients)) {
 		return fn.flush(ctx, emit, events)
 	}
 	return nil
@@ -178,41 +158,35 @@ func (fn *rulesFn) FinishBundle(ctx context.Context, emit func(beam.EventTime, r
 	return fn.flush(ctx, emit, events)
 }
 
-func (fn *rulesFn) reset() {
-	clear(fn.buf) // let the batches go
-	fn.buf = fn.buf[:0]
-	fn.buffered = 0
-}
-
 // flush decides every buffered batch together and emits, batch by batch in
 // arrival order and each with its own timestamp, its dropped recipients'
 // events (in the batch's order) and then the batch of the kept ones, if any:
 // what filtering the batches one at a time would emit. Counters are updated
 // here, on the bundle's goroutine.
 func (fn *rulesFn) flush(ctx context.Context, emit func(beam.EventTime, recipient.Batch), events func(beam.EventTime, pushflow.DeliveryEvent)) error {
-	defer fn.reset()
-	if len(fn.buf) == 0 {
+	defer fn.buf.Reset()
+	if len(fn.buf.Items) == 0 {
 		return nil
 	}
 	now := fn.now()
-	decided, err := fn.decide(ctx, fn.buf, now)
+	decided, err := fn.decide(ctx, fn.buf.Items, now)
 	if err != nil {
 		return err
 	}
-	for i, p := range fn.buf {
-		b := p.b
+	for i, p := range fn.buf.Items {
+		b := p.Batch
 		kept := make([]recipient.Recipient, 0, len(b.Recipients))
 		for _, r := range b.Recipients {
 			if reason := decided[i][r.UserID]; reason != "" {
 				droppedCount[reason].Inc(ctx, 1)
-				events(p.ts, b.Event(now, r, pushflow.StageFilter, pushflow.OutcomeDropped, reason))
+				events(p.TS, b.Event(now, r, pushflow.StageFilter, pushflow.OutcomeDropped, reason))
 				continue
 			}
 			kept = append(kept, r)
 		}
 		keptCount.Inc(ctx, int64(len(kept)))
 		if len(kept) > 0 {
-			emit(p.ts, b.With(kept))
+			emit(p.TS, b.With(kept))
 		}
 	}
 	return nil
@@ -234,15 +208,15 @@ type appCategory struct{ app, category string }
 // the second every second one, and so on; the j-th call's count is the j-th
 // occurrence's. Usually there is one layer, so one round trip per
 // (app, category); never more round trips than filtering batch by batch.
-func (fn *rulesFn) decide(ctx context.Context, buf []pending, now time.Time) ([]map[string]Decision, error) {
+func (fn *rulesFn) decide(ctx context.Context, buf []recipient.Buffered, now time.Time) ([]map[string]Decision, error) {
 	users := make([][]string, len(buf))
 	var apps grouping[string]
 	var interests grouping[appCategory]
 	settingsOf := make([]int, len(buf))
 	interestOf := make([]int, len(buf))
 	for i, p := range buf {
-		req := p.b.Request.Req
-		users[i] = userIDs(p.b.Recipients)
+		req := p.Batch.Request.Req
+		users[i] = userIDs(p.Batch.Recipients)
 		settingsOf[i] = apps.add(req.App, i)
 		interestOf[i] = -1
 		if fn.Cfg.MinInterest > 0 && req.Category != "" {
@@ -278,7 +252,7 @@ func (fn *rulesFn) decide(ctx context.Context, buf []pending, now time.Time) ([]
 	decided := make([]map[string]Decision, len(buf))
 	pass := make([][]string, len(buf)) // per batch, its users the stateless rules keep
 	for i, p := range buf {
-		req := p.b.Request.Req
+		req := p.Batch.Request.Req
 		st := State{Settings: settings[settingsOf[i]]}
 		if g := interestOf[i]; g >= 0 {
 			st.Interest = interest[g]
@@ -307,12 +281,12 @@ func (fn *rulesFn) decide(ctx context.Context, buf []pending, now time.Time) ([]
 
 // capFrequency counts the users in pass, per (app, category) and UTC day, and
 // drops those over the cap from decided, but never from realtime batches.
-func (fn *rulesFn) capFrequency(ctx context.Context, buf []pending, pass [][]string, decided []map[string]Decision, now time.Time) error {
+func (fn *rulesFn) capFrequency(ctx context.Context, buf []recipient.Buffered, pass [][]string, decided []map[string]Decision, now time.Time) error {
 	day := now.UTC().Format("20060102")
 	var groups grouping[appCategory]
 	for i, p := range buf {
 		if len(pass[i]) > 0 {
-			req := p.b.Request.Req
+			req := p.Batch.Request.Req
 			groups.add(appCategory{req.App, categoryKey(req.Category)}, i)
 		}
 	}
@@ -351,7 +325,7 @@ func (fn *rulesFn) capFrequency(ctx context.Context, buf []pending, pass [][]str
 	for g := range groups.keys {
 		seen := map[string]int{}
 		for _, i := range groups.batches[g] {
-			realtime := buf[i].b.Request.Req.Priority == pushflow.PriorityRealtime
+			realtime := buf[i].Batch.Request.Req.Priority == pushflow.PriorityRealtime
 			for _, u := range pass[i] {
 				j := seen[u]
 				seen[u]++
@@ -420,10 +394,10 @@ func parallel(calls []func() error) error {
 }
 
 // requestIDs names the requests of the given batches for an error.
-func requestIDs(buf []pending, batches []int) string {
+func requestIDs(buf []recipient.Buffered, batches []int) string {
 	ids := make([]string, len(batches))
 	for j, i := range batches {
-		ids[j] = buf[i].b.Request.Req.ID
+		ids[j] = buf[i].Batch.Request.Req.ID
 	}
 	return recipient.RequestIDs(ids)
 }

@@ -16,6 +16,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/apache/beam/sdks/v2/go/pkg/beam"
+
 	"github.com/pushflow/pushflow"
 )
 
@@ -126,4 +128,50 @@ func RequestIDs(ids []string) string {
 		s += fmt.Sprintf(" and %d more requests", more)
 	}
 	return s
+}
+
+// DefaultFlushRecipients is how many recipients filter, enrich and send
+// buffer from a bundle, by default, before they do their Redis and provider
+// work for all of them at once.
+const DefaultFlushRecipients = 1000
+
+// FlushAt resolves a FlushRecipients setting: 0 is DefaultFlushRecipients,
+// and anything below 1 is 1 (a flush after every batch).
+func FlushAt(n int) int {
+	switch {
+	case n == 0:
+		return DefaultFlushRecipients
+	case n < 1:
+		return 1
+	}
+	return n
+}
+
+// Buffered is a batch a buffering DoFn holds until its flush, with the
+// timestamp its outputs carry.
+type Buffered struct {
+	TS    beam.EventTime
+	Batch Batch
+}
+
+// Buffer holds a bundle's batches, in arrival order, until a flush does the
+// work of all of them together (across requests).
+type Buffer struct {
+	Items      []Buffered
+	Recipients int // in Items
+}
+
+// Add buffers b and reports whether a flush is due: after every batch when
+// at <= 1, otherwise once the buffer holds at recipients.
+func (buf *Buffer) Add(ts beam.EventTime, b Batch, at int) bool {
+	buf.Items = append(buf.Items, Buffered{TS: ts, Batch: b})
+	buf.Recipients += len(b.Recipients)
+	return at <= 1 || buf.Recipients >= at
+}
+
+// Reset empties the buffer, keeping its storage but letting the batches go:
+// at a flush's end, and at a bundle's start (a failed bundle's leftovers).
+func (buf *Buffer) Reset() {
+	clear(buf.Items)
+	buf.Items, buf.Recipients = buf.Items[:0], 0
 }

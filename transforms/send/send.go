@@ -59,14 +59,7 @@ type Config struct {
 }
 
 // DefaultFlushRecipients is the default Config.FlushRecipients.
-const DefaultFlushRecipients = 1000
-
-func (c Config) flushRecipients() int {
-	if c.FlushRecipients == 0 {
-		return DefaultFlushRecipients
-	}
-	return c.FlushRecipients
-}
+const DefaultFlushRecipients = recipient.DefaultFlushRecipients
 
 // Notifications sends PCollection<recipient.Batch> (devices with tokens) and
 // returns PCollection<pushflow.DeliveryEvent>, one per device.
@@ -102,8 +95,7 @@ type sendFn struct {
 	apns *apnsio.Client
 	fcm  *fcmio.Client
 
-	buf      []pending // the bundle's batches not sent yet, in arrival order
-	buffered int       // their recipients
+	buf recipient.Buffer // the bundle's batches not sent yet
 }
 
 func (fn *sendFn) Setup() error {
@@ -122,8 +114,7 @@ func (fn *sendFn) Setup() error {
 
 // StartBundle starts with an empty buffer, also after a failed bundle.
 func (fn *sendFn) StartBundle(context.Context, func(beam.EventTime, pushflow.DeliveryEvent)) {
-	clear(fn.buf)
-	fn.buf, fn.buffered = fn.buf[:0], 0
+	fn.buf.Reset()
 }
 
 func (fn *sendFn) Teardown() {
@@ -147,23 +138,15 @@ func DedupKey(requestID, deviceID string) string { return requestID + "|" + devi
 // ProcessElement buffers b with its timestamp and flushes the buffer once
 // it holds Config.FlushRecipients recipients.
 func (fn *sendFn) ProcessElement(ctx context.Context, ts beam.EventTime, b recipient.Batch, emit func(beam.EventTime, pushflow.DeliveryEvent)) error {
-	fn.buf = append(fn.buf, pending{ts: ts, b: b})
-	fn.buffered += len(b.Recipients)
-	if limit := fn.Cfg.flushRecipients(); limit > 1 && fn.buffered < limit {
-		return nil
+	if fn.buf.Add(ts, b, recipient.FlushAt(fn.Cfg.FlushRecipients)) {
+		return fn.flush(ctx, emit)
 	}
-	return fn.flush(ctx, emit)
+	return nil
 }
 
 // FinishBundle flushes what the bundle left in the buffer.
 func (fn *sendFn) FinishBundle(ctx context.Context, emit func(beam.EventTime, pushflow.DeliveryEvent)) error {
 	return fn.flush(ctx, emit)
-}
-
-// pending is a buffered batch and the timestamp its events carry.
-type pending struct {
-	ts beam.EventTime
-	b  recipient.Batch
 }
 
 // plan is what a flush does with one buffered batch: the events it decided
@@ -185,11 +168,8 @@ type plan struct {
 // expired, or duplicate and no_provider as found, then APNs results, then
 // FCM results.
 func (fn *sendFn) flush(ctx context.Context, emit func(beam.EventTime, pushflow.DeliveryEvent)) error {
-	buf := fn.buf
-	defer func() {
-		clear(buf)
-		fn.buf, fn.buffered = buf[:0], 0
-	}()
+	defer fn.buf.Reset()
+	buf := fn.buf.Items
 	if len(buf) == 0 {
 		return nil
 	}
@@ -198,14 +178,14 @@ func (fn *sendFn) flush(ctx context.Context, emit func(beam.EventTime, pushflow.
 	plans := make([]plan, len(buf))
 	var keys, owners []string
 	for i, p := range buf {
-		req := p.b.Request
+		req := p.Batch.Request
 		if Expired(req, now) {
 			plans[i].expired = true
 			continue
 		}
-		plans[i].claimed = len(p.b.Recipients) > 0
+		plans[i].claimed = len(p.Batch.Recipients) > 0
 		src := req.Source.String()
-		for _, r := range p.b.Recipients {
+		for _, r := range p.Batch.Recipients {
 			keys = append(keys, DedupKey(req.Req.ID, r.DeviceID))
 			owners = append(owners, src)
 		}
@@ -220,7 +200,7 @@ func (fn *sendFn) flush(ctx context.Context, emit func(beam.EventTime, pushflow.
 	var fcmMsgs []fcmio.Message
 	next := 0 // the next claim
 	for i, p := range buf {
-		b, pl := p.b, &plans[i]
+		b, pl := p.Batch, &plans[i]
 		req := b.Request
 		drop := func(r recipient.Recipient, reason string) {
 			droppedCount.Inc(ctx, 1)
@@ -301,15 +281,15 @@ func (fn *sendFn) flush(ctx context.Context, emit func(beam.EventTime, pushflow.
 	for i, p := range buf {
 		pl := &plans[i]
 		for _, ev := range pl.early {
-			emit(p.ts, ev)
+			emit(p.TS, ev)
 		}
 		for j := pl.iosFrom; j < pl.iosTo; j++ {
 			res := apnsResults[j]
-			emit(p.ts, fn.record(ctx, p.b, ios[j], done, outcome{res.Outcome, res.Reason, res.ApnsID, res.Attempts, res.Latency, res.Unregistered}))
+			emit(p.TS, fn.record(ctx, p.Batch, ios[j], done, outcome{res.Outcome, res.Reason, res.ApnsID, res.Attempts, res.Latency, res.Unregistered}))
 		}
 		for j := pl.fcmFrom; j < pl.fcmTo; j++ {
 			res := fcmResults[j]
-			emit(p.ts, fn.record(ctx, p.b, android[j], done, outcome{res.Outcome, res.Reason, res.MessageID, res.Attempts, res.Latency, res.Unregistered}))
+			emit(p.TS, fn.record(ctx, p.Batch, android[j], done, outcome{res.Outcome, res.Reason, res.MessageID, res.Attempts, res.Latency, res.Unregistered}))
 		}
 	}
 	return nil
@@ -317,11 +297,11 @@ func (fn *sendFn) flush(ctx context.Context, emit func(beam.EventTime, pushflow.
 
 // claimedIDs names the requests whose devices a flush claimed, for errors:
 // the first few ids and how many more.
-func claimedIDs(buf []pending, plans []plan) string {
+func claimedIDs(buf []recipient.Buffered, plans []plan) string {
 	var ids []string
 	for i, p := range buf {
 		if plans[i].claimed {
-			ids = append(ids, p.b.Request.Req.ID)
+			ids = append(ids, p.Batch.Request.Req.ID)
 		}
 	}
 	return recipient.RequestIDs(ids)
