@@ -28,8 +28,9 @@ func (r *Registry) ReportBacklog(ctx context.Context, lane string, shard int, pe
 
 // ReportBacklogAt replaces shard's report with pending (recipients per
 // campaign) and newest (the newest emission time, unix ns, of the batches
-// it has received; 0 = unknown). A report with nothing pending is deleted:
-// its newest no longer matters, since nothing waits. The report expires
+// it has received; 0 = unknown). A shard with nothing pending keeps only
+// newest, which tells a producer that what it emitted has arrived (and,
+// already, left); with neither, the report is deleted. The report expires
 // after ttl, so the report of a shard whose pacer stopped firing (nothing
 // pending, or the pipeline is gone) does not hold producers back forever.
 // One round trip: DEL, HSET, PEXPIRE in a MULTI, so a reader never sees
@@ -38,7 +39,7 @@ func (r *Registry) ReportBacklogAt(ctx context.Context, lane string, shard int, 
 	key := r.k.paceBacklog(lane, shard)
 	_, err := r.c.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		p.Del(ctx, key)
-		if len(pending) == 0 {
+		if len(pending) == 0 && newest <= 0 {
 			return nil
 		}
 		fields := make([]any, 0, 2*len(pending)+2)

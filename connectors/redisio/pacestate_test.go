@@ -67,6 +67,13 @@ func TestBacklogReports(t *testing.T) {
 		if n, _, _ := r.BacklogAt(ctx, "paced", "t", 5); n != 1 {
 			t.Errorf("BacklogAt(t) = %d, want 1: a campaign named like the newest field is still a campaign", n)
 		}
+		// A drained shard keeps its newest: what it received has arrived.
+		if err := r.ReportBacklogAt(ctx, "paced", 3, nil, 3000, time.Minute); err != nil {
+			t.Fatal(err)
+		}
+		if n, at, err := r.BacklogAt(ctx, "paced", "t", 5); err != nil || n != 0 || at != 3000 {
+			t.Errorf("BacklogAt after shard 3 drained = %d, %d, %v; want 0, 3000", n, at, err)
+		}
 		report(3, nil, time.Minute)
 		report(4, nil, time.Minute)
 		// A report replaces the shard's previous one as a whole.
