@@ -10,7 +10,12 @@
 // analysts rely on the JSON names below, so they never change.
 package pushflow
 
-import "time"
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"time"
+)
 
 // Version is the only record version this package reads and writes.
 const Version = 1
@@ -149,7 +154,12 @@ type Settings struct {
 // that ended before recipients existed. Written to push.deliveries and to the
 // delivery table.
 type DeliveryEvent struct {
-	V           int       `json:"v" parquet:"v"`
+	V int `json:"v" parquet:"v"`
+	// EventID identifies the outcome of one recipient of one request read
+	// from one Kafka record (EventID): a replay of that work, after a crash
+	// or a retried bundle, produces the same id, so consumers of
+	// push.deliveries and the delivery table's queries deduplicate on it.
+	EventID     string    `json:"event_id" parquet:"event_id"`
 	RequestID   string    `json:"request_id" parquet:"request_id"`
 	Campaign    string    `json:"campaign" parquet:"campaign"`
 	App         string    `json:"app" parquet:"app"`
@@ -227,6 +237,9 @@ type DeadLetter struct {
 	Partition    int32     `json:"partition"`
 	Offset       int64     `json:"offset"`
 	At           time.Time `json:"at"`
+	// RequestID is set when the record was a valid request rejected later
+	// (an unknown app), so its dead letter and delivery event can be joined.
+	RequestID string `json:"request_id,omitempty"`
 }
 
 // ClickEvent is a user's reaction to a notification, read from push.clicks.
@@ -247,3 +260,17 @@ const (
 	ActionClicked   = "clicked"
 	ActionDismissed = "dismissed"
 )
+
+// EventID is the deterministic id of the DeliveryEvent of (userID,
+// deviceID) — both empty for a request-level event — of request requestID
+// read at source ("topic/partition/offset"): 32 hex digits of SHA-256 over
+// the four, length-prefixed so no two tuples collide.
+func EventID(requestID, source, userID, deviceID string) string {
+	h := sha256.New()
+	for _, s := range [...]string{requestID, source, userID, deviceID} {
+		var n [binary.MaxVarintLen64]byte
+		h.Write(n[:binary.PutUvarint(n[:], uint64(len(s)))])
+		h.Write([]byte(s))
+	}
+	return hex.EncodeToString(h.Sum(nil)[:16])
+}
