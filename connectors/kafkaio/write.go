@@ -79,63 +79,22 @@ type writeFn struct {
 	BatchSize    int
 	RetryTimeout time.Duration
 
-	producer sarama.SyncProducer // used under jan.busy
-	jan      janitor
-	buf      []*sarama.ProducerMessage
-	size     int64
-
-	written, bytes, errs beam.Counter
+	p   *Producer
+	buf []Message
 }
 
 func (fn *writeFn) Setup() error {
-	fn.written = beam.NewCounter("kafkaio", "records_written")
-	fn.bytes = beam.NewCounter("kafkaio", "bytes_written")
-	fn.errs = beam.NewCounter("kafkaio", "write_errors")
-	return nil // the producer is made by the first send, which retries
-}
-
-func (fn *writeFn) connect() error {
-	if fn.producer != nil {
-		return nil
-	}
-	p, err := sarama.NewSyncProducer(fn.Brokers, NewSaramaConfig(fn.ClientID))
-	if err != nil {
-		return fmt.Errorf("kafkaio: producer for %v (are the brokers reachable?): %w", fn.Brokers, err)
-	}
-	fn.producer = p
+	// The sarama producer is made by the first send, which retries.
+	fn.p = NewProducer(WriteConfig{Brokers: fn.Brokers, Topic: fn.Topic, ClientID: fn.ClientID, BatchSize: fn.BatchSize, RetryTimeout: fn.RetryTimeout})
 	return nil
 }
 
-// closeProducer is the janitor's close: it runs under jan.busy.
-func (fn *writeFn) closeProducer() {
-	if fn.producer != nil {
-		fn.producer.Close()
-		fn.producer = nil
-	}
-}
-
 func (fn *writeFn) StartBundle(context.Context, func(int)) {
-	fn.buf, fn.size = nil, 0
+	fn.buf = fn.buf[:0]
 }
 
 func (fn *writeFn) ProcessElement(ctx context.Context, m Message, _ func(int)) error {
-	topic := m.Topic
-	if topic == "" {
-		topic = fn.Topic
-	}
-	if topic == "" {
-		fn.errs.Inc(ctx, 1)
-		return errors.New("kafkaio: message without a topic, and WriteConfig.Topic is empty")
-	}
-	pm := &sarama.ProducerMessage{Topic: topic, Headers: toSaramaHeaders(m.Headers)}
-	if m.Key != nil {
-		pm.Key = sarama.ByteEncoder(m.Key)
-	}
-	if m.Value != nil {
-		pm.Value = sarama.ByteEncoder(m.Value)
-	}
-	fn.buf = append(fn.buf, pm)
-	fn.size += int64(len(m.Key) + len(m.Value))
+	fn.buf = append(fn.buf, m)
 	if len(fn.buf) >= fn.BatchSize {
 		return fn.flush(ctx)
 	}
@@ -147,25 +106,104 @@ func (fn *writeFn) FinishBundle(ctx context.Context, _ func(int)) error {
 }
 
 func (fn *writeFn) flush(ctx context.Context) error {
-	if len(fn.buf) == 0 {
+	defer func() { clear(fn.buf); fn.buf = fn.buf[:0] }()
+	return fn.p.Send(ctx, fn.buf)
+}
+
+func (fn *writeFn) Teardown() error { return fn.p.Close() }
+
+// Producer sends messages to Kafka the way Write does — idempotent
+// producer, only failed messages retried for WriteConfig.RetryTimeout,
+// permanent errors returned at once — for a DoFn that has to know its
+// messages are in Kafka before it goes on (e.g. to record that they were
+// written). Its sarama producer is made by the first Send and closed after
+// 10 s unused. Safe for use by one goroutine at a time.
+type Producer struct {
+	cfg      WriteConfig
+	producer sarama.SyncProducer // used under jan.busy
+	jan      janitor
+
+	written, bytes, errs beam.Counter
+}
+
+// NewProducer returns a Producer for cfg (zero tuning fields take their
+// defaults). It connects on first use.
+func NewProducer(cfg WriteConfig) *Producer {
+	if cfg.BatchSize <= 0 {
+		cfg.BatchSize = DefaultBatchSize
+	}
+	if cfg.RetryTimeout <= 0 {
+		cfg.RetryTimeout = DefaultRetryTimeout
+	}
+	return &Producer{
+		cfg:     cfg,
+		written: beam.NewCounter("kafkaio", "records_written"),
+		bytes:   beam.NewCounter("kafkaio", "bytes_written"),
+		errs:    beam.NewCounter("kafkaio", "write_errors"),
+	}
+}
+
+func (p *Producer) connect() error {
+	if p.producer != nil {
 		return nil
 	}
-	fn.jan.busy.Lock()
+	sp, err := sarama.NewSyncProducer(p.cfg.Brokers, NewSaramaConfig(p.cfg.ClientID))
+	if err != nil {
+		return fmt.Errorf("kafkaio: producer for %v (are the brokers reachable?): %w", p.cfg.Brokers, err)
+	}
+	p.producer = sp
+	return nil
+}
+
+// closeProducer is the janitor's close: it runs under jan.busy.
+func (p *Producer) closeProducer() {
+	if p.producer != nil {
+		p.producer.Close()
+		p.producer = nil
+	}
+}
+
+// Send writes msgs (each to its Topic, or WriteConfig.Topic) and returns
+// once Kafka acknowledged every one, or with the error that made it give up.
+func (p *Producer) Send(ctx context.Context, msgs []Message) error {
+	if len(msgs) == 0 {
+		return nil
+	}
+	pending := make([]*sarama.ProducerMessage, 0, len(msgs))
+	var size int64
+	for _, m := range msgs {
+		topic := m.Topic
+		if topic == "" {
+			topic = p.cfg.Topic
+		}
+		if topic == "" {
+			p.errs.Inc(ctx, 1)
+			return errors.New("kafkaio: message without a topic, and WriteConfig.Topic is empty")
+		}
+		pm := &sarama.ProducerMessage{Topic: topic, Headers: toSaramaHeaders(m.Headers)}
+		if m.Key != nil {
+			pm.Key = sarama.ByteEncoder(m.Key)
+		}
+		if m.Value != nil {
+			pm.Value = sarama.ByteEncoder(m.Value)
+		}
+		pending = append(pending, pm)
+		size += int64(len(m.Key) + len(m.Value))
+	}
+	p.jan.busy.Lock()
 	defer func() {
-		fn.jan.touch(fn.closeProducer)
-		fn.jan.busy.Unlock()
+		p.jan.touch(p.closeProducer)
+		p.jan.busy.Unlock()
 	}()
-	n, size := len(fn.buf), fn.size
-	pending := fn.buf
-	fn.buf, fn.size = nil, 0
-	deadline := time.Now().Add(fn.RetryTimeout)
+	n := len(pending)
+	deadline := time.Now().Add(p.cfg.RetryTimeout)
 	backoff := 100 * time.Millisecond
 	for {
-		err := fn.connect()
+		err := p.connect()
 		if err == nil {
-			if err = fn.producer.SendMessages(pending); err == nil {
-				fn.written.Inc(ctx, int64(n))
-				fn.bytes.Inc(ctx, size)
+			if err = p.producer.SendMessages(pending); err == nil {
+				p.written.Inc(ctx, int64(n))
+				p.bytes.Inc(ctx, size)
 				return nil
 			}
 			var perrs sarama.ProducerErrors
@@ -174,7 +212,7 @@ func (fn *writeFn) flush(ctx context.Context) error {
 				retry := make([]*sarama.ProducerMessage, 0, len(perrs))
 				for _, pe := range perrs {
 					if permanent(pe.Err) {
-						fn.errs.Inc(ctx, int64(len(perrs)))
+						p.errs.Inc(ctx, int64(len(perrs)))
 						return fmt.Errorf("kafkaio: write to %s: %w", pe.Msg.Topic, pe.Err)
 					}
 					retry = append(retry, &sarama.ProducerMessage{
@@ -184,14 +222,14 @@ func (fn *writeFn) flush(ctx context.Context) error {
 				err = fmt.Errorf("%d of %d messages failed, first to %s: %w", len(perrs), len(pending), perrs[0].Msg.Topic, perrs[0].Err)
 				pending = retry
 			}
-			fn.errs.Inc(ctx, int64(len(pending)))
+			p.errs.Inc(ctx, int64(len(pending)))
 			// The producer may be unusable (e.g. its idempotent sequence is
 			// broken): start afresh.
-			fn.producer.Close()
-			fn.producer = nil
+			p.producer.Close()
+			p.producer = nil
 		}
 		if time.Now().Add(backoff).After(deadline) {
-			return fmt.Errorf("kafkaio: write (gave up after %v): %w", fn.RetryTimeout, err)
+			return fmt.Errorf("kafkaio: write (gave up after %v): %w", p.cfg.RetryTimeout, err)
 		}
 		log.Warnf(ctx, "kafkaio.Write: %v (retrying in %v)", err, backoff)
 		select {
@@ -203,19 +241,23 @@ func (fn *writeFn) flush(ctx context.Context) error {
 	}
 }
 
+// Close closes the sarama producer, if one is open.
+func (p *Producer) Close() error {
+	if p == nil {
+		return nil
+	}
+	p.jan.busy.Lock()
+	defer p.jan.busy.Unlock()
+	if p.producer == nil {
+		return nil
+	}
+	err := p.producer.Close()
+	p.producer = nil
+	return err
+}
+
 // permanent reports whether a produce error cannot go away by retrying.
 func permanent(err error) bool {
 	return errors.Is(err, sarama.ErrMessageSizeTooLarge) || errors.Is(err, sarama.ErrInvalidMessage) ||
 		errors.Is(err, sarama.ErrInvalidTopic) || errors.Is(err, sarama.ErrTopicAuthorizationFailed)
-}
-
-func (fn *writeFn) Teardown() error {
-	fn.jan.busy.Lock()
-	defer fn.jan.busy.Unlock()
-	if fn.producer == nil {
-		return nil
-	}
-	err := fn.producer.Close()
-	fn.producer = nil
-	return err
 }
