@@ -67,7 +67,9 @@ func WithClock(now func() time.Time) Option { return func(r *Registry) { r.now =
 func Open(addr string, opts ...Option) *Registry {
 	// ContextTimeoutEnabled: a caller's deadline (the pacer bounds its
 	// backlog reports by a slot) also bounds socket reads and writes.
-	r := New(redis.NewClient(&redis.Options{Addr: addr, ContextTimeoutEnabled: true}), opts...)
+	c := redis.NewClient(&redis.Options{Addr: addr, ContextTimeoutEnabled: true})
+	c.AddHook(&stallHook{addr: addr, maxBackoff: 2 * time.Second}) // stall.go: ride out outages
+	r := New(c, opts...)
 	r.owned = true
 	return r
 }
