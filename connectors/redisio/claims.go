@@ -36,3 +36,25 @@ func (r *Registry) ClaimEach(ctx context.Context, keys, owners []string) ([]stri
 	}
 	return out, nil
 }
+
+// RecordClaims overwrites the values of claims that exist (SET XX,
+// keeping their TTL), in one round trip: how a sender records, next to its
+// claim, the outcome it got, so that a replay of the same work finds the
+// outcome instead of sending again. A claim that expired meanwhile stays
+// gone.
+func (r *Registry) RecordClaims(ctx context.Context, keys, values []string) error {
+	if len(keys) != len(values) {
+		return fmt.Errorf("redisio: record %d claims with %d values, want one value per key", len(keys), len(values))
+	}
+	if len(keys) == 0 {
+		return nil
+	}
+	pipe := r.c.Pipeline()
+	for i, k := range keys {
+		pipe.SetArgs(ctx, r.k.dedup(k), values[i], redis.SetArgs{Mode: "XX", KeepTTL: true})
+	}
+	if _, err := pipe.Exec(ctx); err != nil && err != redis.Nil {
+		return fmt.Errorf("redisio: record %d claims: %w", len(keys), err)
+	}
+	return nil
+}

@@ -85,6 +85,9 @@ var (
 	droppedCount  = beam.NewCounter("pushflow", "send_dropped")
 	tokensRemoved = beam.NewCounter("pushflow", "send_tokens_removed")
 	sendLatency   = beam.NewDistribution("pushflow", "send_latency_ms")
+	// replayedOutcomes counts devices whose outcome an earlier run had
+	// recorded: re-emitted, not sent again.
+	replayedOutcomes = beam.NewCounter("pushflow", "send_replayed_outcomes")
 	requestAge    = beam.NewDistribution("pushflow", "request_to_send_ms")
 )
 
@@ -221,10 +224,17 @@ func (fn *sendFn) flush(ctx context.Context, emit func(beam.EventTime, pushflow.
 		src := req.Source.String()
 		pl.iosFrom, pl.fcmFrom = len(apnsMsgs), len(fcmMsgs)
 		for _, r := range b.Recipients {
-			owner := claims[next]
+			owner, rec := parseClaim(claims[next])
 			next++
 			if owner != src {
 				drop(r, pushflow.ReasonDuplicate)
+				continue
+			}
+			if rec != nil {
+				// Sent (or failed for good) by an earlier run of this very
+				// record: emit what was recorded, never send it again.
+				replayedOutcomes.Inc(ctx, 1)
+				pl.early = append(pl.early, rec.event(b, r))
 				continue
 			}
 			switch {
@@ -278,18 +288,39 @@ func (fn *sendFn) flush(ctx context.Context, emit func(beam.EventTime, pushflow.
 	wg.Wait()
 	done := time.Now()
 
+	sent := make([][]pushflow.DeliveryEvent, len(buf))
+	var recKeys, recVals []string
 	for i, p := range buf {
 		pl := &plans[i]
-		for _, ev := range pl.early {
-			emit(p.TS, ev)
+		src := p.Batch.Request.Source.String()
+		add := func(r recipient.Recipient, o outcome) {
+			ev := fn.record(ctx, p.Batch, r, done, o)
+			sent[i] = append(sent[i], ev)
+			recKeys = append(recKeys, DedupKey(p.Batch.Request.Req.ID, r.DeviceID))
+			recVals = append(recVals, recordedClaim(src, ev))
 		}
 		for j := pl.iosFrom; j < pl.iosTo; j++ {
 			res := apnsResults[j]
-			emit(p.TS, fn.record(ctx, p.Batch, ios[j], done, outcome{res.Outcome, res.Reason, res.ApnsID, res.Attempts, res.Latency, res.Unregistered}))
+			add(ios[j], outcome{res.Outcome, res.Reason, res.ApnsID, res.Attempts, res.Latency, res.Unregistered})
 		}
 		for j := pl.fcmFrom; j < pl.fcmTo; j++ {
 			res := fcmResults[j]
-			emit(p.TS, fn.record(ctx, p.Batch, android[j], done, outcome{res.Outcome, res.Reason, res.MessageID, res.Attempts, res.Latency, res.Unregistered}))
+			add(android[j], outcome{res.Outcome, res.Reason, res.MessageID, res.Attempts, res.Latency, res.Unregistered})
+		}
+	}
+	// The outcomes are recorded before any is emitted: once an event can
+	// reach an output, a replay of its work finds it here. What a crash
+	// between the sends and this write loses is the only source of
+	// duplicate sends (at most one flush per sender).
+	if err := fn.reg.RecordClaims(ctx, recKeys, recVals); err != nil {
+		return fmt.Errorf("send: record outcomes of %s: %w", claimedIDs(buf, plans), err)
+	}
+	for i, p := range buf {
+		for _, ev := range plans[i].early {
+			emit(p.TS, ev)
+		}
+		for _, ev := range sent[i] {
+			emit(p.TS, ev)
 		}
 	}
 	return nil
