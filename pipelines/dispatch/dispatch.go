@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"os"
 	"time"
 
 	"github.com/apache/beam/sdks/v2/go/pkg/beam"
@@ -11,11 +12,10 @@ import (
 	"github.com/pushflow/pushflow/connectors/kafkaio"
 	"github.com/pushflow/pushflow/connectors/tableio"
 	"github.com/pushflow/pushflow/internal/options"
-	"github.com/pushflow/pushflow/transforms/decode"
-	"github.com/pushflow/pushflow/transforms/encode"
 	"github.com/pushflow/pushflow/transforms/enrich"
 	"github.com/pushflow/pushflow/transforms/expand"
 	"github.com/pushflow/pushflow/transforms/filter"
+	"github.com/pushflow/pushflow/transforms/ledger"
 	"github.com/pushflow/pushflow/transforms/lanes"
 	"github.com/pushflow/pushflow/transforms/pace"
 	"github.com/pushflow/pushflow/transforms/send"
@@ -51,6 +51,13 @@ type Config struct {
 	// one batch at a time.
 	FlushRecipients int
 	Filter          filter.Config
+	// Ledger keeps a durable record (in Redis) of every request read and
+	// not finished, and replays what a previous run left open (see
+	// transforms/ledger). Off, a crash loses whatever was in flight.
+	Ledger bool
+	// Run identifies this run for the ledger; Build picks a fresh one when
+	// it is empty.
+	Run string
 }
 
 // Validate checks cfg before any graph is built.
@@ -165,20 +172,27 @@ func Build(s beam.Scope, cfg Config) Outputs {
 	if cfg.RealtimeTopic != "" && cfg.RequestsMaxPending > 0 && Paced(cfg.Pace) {
 		pause = &readPause{Redis: cfg.RedisAddr, Lane: PacedLane(cfg.Group), Shards: max(cfg.Pace.Shards, 1), Max: cfg.RequestsMaxPending}
 	}
-	reqs, deadDecode, invalid := decode.Requests(s, read(cfg.RequestsTopic, pause))
+	lc := cfg.ledgerConfig()
+	// Every record is admitted to the ledger before the reader can commit
+	// its offset; Replay brings back what a previous run left open.
+	reqs, admitOuts := ledger.Admit(s, read(cfg.RequestsTopic, pause), lc)
+	replayReqs, replayOuts := ledger.Replay(s, lc)
+	reqs = beam.Flatten(s, reqs, replayReqs)
+	outs := []beam.PCollection{admitOuts, replayOuts}
 	realtime, paced := lanes.Split(s, reqs)
-	deads := []beam.PCollection{deadDecode}
-	deliveries := []beam.PCollection{invalid}
 	if cfg.RealtimeTopic != "" {
 		// Its own reader: a realtime request never waits behind a bulk
 		// backlog on the main topic's partitions.
-		rtReqs, rtDead, rtInvalid := decode.Requests(s.Scope("realtime_topic"), read(cfg.RealtimeTopic, nil))
+		rtReqs, rtOuts := ledger.Admit(s.Scope("realtime_topic"), read(cfg.RealtimeTopic, nil), lc)
 		rtRealtime, rtPaced := lanes.Split(s.Scope("realtime_topic"), rtReqs)
 		realtime = beam.Flatten(s, realtime, rtRealtime)
 		paced = beam.Flatten(s, paced, rtPaced)
-		deads = append(deads, rtDead)
-		deliveries = append(deliveries, rtInvalid)
+		outs = append(outs, rtOuts)
 	}
+	admitted := beam.Flatten(s, outs...)
+	admittedEvents, admittedDead := ledger.Split(s, admitted)
+	deliveries := []beam.PCollection{admittedEvents}
+	deads := []beam.PCollection{admittedDead}
 
 	rtEvents, rtDead := lane(s.Scope("realtime"), cfg, realtime, cfg.sendConfig(cfg.RealtimeConcurrency), nil, nil)
 	var pacer func(beam.Scope, beam.PCollection) beam.PCollection
@@ -197,12 +211,35 @@ func Build(s beam.Scope, cfg Config) Outputs {
 
 	all := beam.Flatten(s, deliveries...)
 	dead := beam.Flatten(s, deads...)
-	kafkaio.Write(s, kafkaio.WriteConfig{Brokers: cfg.Brokers(), Topic: cfg.DeliveriesTopic, ClientID: "pushflow-dispatch"}, encode.Deliveries(s, all))
-	kafkaio.Write(s, kafkaio.WriteConfig{Brokers: cfg.Brokers(), Topic: cfg.DeadLetterTopic, ClientID: "pushflow-dispatch"}, encode.DeadLetters(s, dead))
-	if cfg.DeliveryTable != "" {
-		tableio.Write(s, cfg.DeliveryTable, all)
-	}
+	// One writer for the table and both topics, which settles the ledger
+	// only once what it settles is written.
+	laneEvents := beam.Flatten(s, rtEvents, pacedEvents)
+	laneDead := beam.Flatten(s, rtDead, pacedDead)
+	ledger.Deliver(s, beam.Flatten(s, admitted, ledger.Events(s, laneEvents), ledger.DeadLetters(s, laneDead)), ledger.DeliverConfig{
+		Ledger:          lc,
+		Brokers:         cfg.Brokers(),
+		ClientID:        "pushflow-dispatch",
+		DeliveriesTopic: cfg.DeliveriesTopic,
+		DeadLetterTopic: cfg.DeadLetterTopic,
+		Table:           cfg.DeliveryTable,
+		FlushOutputs:    cfg.FlushRecipients,
+	})
 	return Outputs{Deliveries: all, DeadLetters: dead}
+}
+
+// LedgerName names the ledger of the dispatch pipeline consuming as group.
+func LedgerName(group string) string { return "dispatch/" + group }
+
+// ledgerConfig is the ledger of cfg: off unless cfg.Ledger; its run id is
+// cfg.Run or, when empty, a fresh one.
+func (c *Config) ledgerConfig() ledger.Config {
+	if !c.Ledger {
+		return ledger.Config{}
+	}
+	if c.Run == "" {
+		c.Run = fmt.Sprintf("%d-%d", time.Now().UnixNano(), os.Getpid())
+	}
+	return ledger.Config{RedisAddr: c.RedisAddr, Name: LedgerName(c.Group), Run: c.Run}
 }
 
 // PacedLane names the paced lane of the dispatch pipeline consuming as
@@ -239,11 +276,12 @@ func Paced(pc pace.Config) bool {
 // requests; bp, when set, holds large expansions back while the pacer is
 // full. It returns the lane's DeliveryEvents and DeadLetters.
 func lane(s beam.Scope, cfg Config, reqs beam.PCollection, sendCfg send.Config, pacer func(beam.Scope, beam.PCollection) beam.PCollection, bp *expand.Backpressure) (events, dead beam.PCollection) {
-	batches, expandEvents, dead := expand.Targets(s, reqs, expand.Config{RedisAddr: cfg.RedisAddr, BatchSize: cfg.BatchSize, Backpressure: bp})
+	lc := cfg.ledgerConfig()
+	batches, expandEvents, dead := expand.Targets(s, reqs, expand.Config{RedisAddr: cfg.RedisAddr, BatchSize: cfg.BatchSize, Backpressure: bp, Ledger: lc.Name})
 	fcfg := cfg.Filter
 	fcfg.RedisAddr, fcfg.FlushRecipients = cfg.RedisAddr, cfg.FlushRecipients
 	kept, filterEvents := filter.Apply(s, batches, fcfg)
-	devices, enrichEvents := enrich.TokensWith(s, kept, enrich.Config{RedisAddr: cfg.RedisAddr, FlushRecipients: cfg.FlushRecipients})
+	devices, enrichEvents := enrich.TokensWith(s, kept, enrich.Config{RedisAddr: cfg.RedisAddr, FlushRecipients: cfg.FlushRecipients, Ledger: lc.Name})
 	if pacer != nil {
 		devices = pacer(s, devices)
 	}

@@ -64,6 +64,7 @@ func main() {
 	fs.IntVar(&cfg.BatchSize, "batch_size", 500, "recipients per batch between expand and send (one pipelined Redis read per batch)")
 	fs.IntVar(&cfg.Filter.FrequencyCap, "frequency_cap", 0, "most notifications per user, category and UTC day; 0 = no cap")
 	fs.Float64Var(&cfg.Filter.MinInterest, "min_interest", 0, "drop recipients whose interest score for the category is known and below this; 0 = off")
+	fs.BoolVar(&cfg.Ledger, "ledger", true, "keep a durable record in Redis of every request read and not yet finished, and replay what a killed run left open (crash safety on any runner); false: a crash loses what was in flight")
 	testdata := fs.String("testdata", "testdata", "dev stack only: directory with devices.jsonl, requests.jsonl and apns-unregistered.txt to seed")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: dispatch [flags]\n\nReads push requests from Kafka and delivers them (see README.md).\nWithout --kafka_brokers it runs on the embedded dev stack seeded from --testdata.\n\nFlags:\n")

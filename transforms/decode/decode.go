@@ -76,26 +76,40 @@ var (
 type requestsFn struct{}
 
 func (fn *requestsFn) ProcessElement(ctx context.Context, rec kafkaio.Record, emit func(recipient.Request), dead func(pushflow.DeadLetter), events func(pushflow.DeliveryEvent)) {
-	now := time.Now()
+	req, dl, ev := Request(ctx, rec, time.Now())
+	switch {
+	case dl == nil:
+		emit(req)
+	default:
+		dead(*dl)
+		if ev != nil {
+			events(*ev)
+		}
+	}
+}
+
+// Request decodes and validates one push.requests record read at now: the
+// valid request, or its dead letter and, when the request id could still be
+// read, its "dropped" DeliveryEvent at the dead letter's stage. It counts
+// and logs as Requests does; the ledger's admission calls it too.
+func Request(ctx context.Context, rec kafkaio.Record, now time.Time) (recipient.Request, *pushflow.DeadLetter, *pushflow.DeliveryEvent) {
+	src := recipient.Source{Topic: rec.Topic, Partition: rec.Partition, Offset: rec.Offset}
 	req, err := pushflow.DecodePushRequest(rec.Value)
 	if err == nil {
 		err = checkPayload(req)
 	}
 	if err != nil {
 		dl := reject(ctx, rec, err, now)
-		dead(dl)
+		var ev *pushflow.DeliveryEvent
 		if id := requestHeader(rec.Value); id.ID != "" {
-			r := recipient.Request{Req: pushflow.PushRequest{ID: id.ID, App: id.App, Campaign: id.Campaign, Category: id.Category, Priority: id.Priority, CreatedAt: id.CreatedAt}, ReceivedAt: now}
-			events(r.Event(now, "", "", "", dl.Stage, pushflow.OutcomeDropped, dl.Reason))
+			r := recipient.Request{Req: pushflow.PushRequest{ID: id.ID, App: id.App, Campaign: id.Campaign, Category: id.Category, Priority: id.Priority, CreatedAt: id.CreatedAt}, Source: src, ReceivedAt: now}
+			e := r.Event(now, "", "", "", dl.Stage, pushflow.OutcomeDropped, dl.Reason)
+			ev = &e
 		}
-		return
+		return recipient.Request{}, &dl, ev
 	}
 	decodedRequests.Inc(ctx, 1)
-	emit(recipient.Request{
-		Req:        req,
-		Source:     recipient.Source{Topic: rec.Topic, Partition: rec.Partition, Offset: rec.Offset},
-		ReceivedAt: now,
-	})
+	return recipient.Request{Req: req, Source: src, ReceivedAt: now}, nil, nil
 }
 
 type deviceEventsFn struct{}

@@ -38,6 +38,9 @@ type Config struct {
 	// 0 means DefaultFlushRecipients (1000); 1 or a negative value resolves
 	// each batch on its own.
 	FlushRecipients int
+	// Ledger is the name of the dispatch ledger (see package ledger) that
+	// counts a user with several devices as several units; "" = none.
+	Ledger string
 }
 
 // Tokens enriches PCollection<recipient.Batch> of users (or of devices whose
@@ -61,7 +64,7 @@ func tokens(s beam.Scope, batches beam.PCollection, cfg Config, name string) (en
 	if cfg.RedisAddr == "" {
 		panic(name + ": RedisAddr is required")
 	}
-	return beam.ParDo2(s, &tokensFn{RedisAddr: cfg.RedisAddr, FlushRecipients: recipient.FlushAt(cfg.FlushRecipients)}, batches)
+	return beam.ParDo2(s, &tokensFn{RedisAddr: cfg.RedisAddr, FlushRecipients: recipient.FlushAt(cfg.FlushRecipients), Ledger: cfg.Ledger}, batches)
 }
 
 var (
@@ -76,6 +79,8 @@ type tokensFn struct {
 	// FlushRecipients is how many buffered recipients trigger a flush; 0 or
 	// 1 flushes after every batch.
 	FlushRecipients int
+	// Ledger names the dispatch ledger; "" = none.
+	Ledger string
 
 	reg *redisio.Registry
 	buf recipient.Buffer
@@ -175,21 +180,49 @@ func (fn *tokensFn) flush(ctx context.Context, emit func(beam.EventTime, recipie
 			}
 		}
 	}
-	for _, p := range fn.buf.Items {
+	now := time.Now()
+	type resolved struct {
+		drops []pushflow.DeliveryEvent
+		out   []recipient.Recipient
+	}
+	results := make([]resolved, len(fn.buf.Items))
+	var changes []redisio.LedgerChange
+	for i, p := range fn.buf.Items {
 		ar := reads[p.Batch.Request.Req.App]
-		resolve(ctx, time.Now(), p.TS, p.Batch, ar.byUser, ar.byID, emit, events)
+		drops, out := resolve(ctx, now, p.Batch, ar.byUser, ar.byID)
+		results[i] = resolved{drops, out}
+		// A user with several devices becomes several units of work:
+		// count them in the ledger before they can be written.
+		if d := int64(len(drops) + len(out) - len(p.Batch.Recipients)); d != 0 && fn.Ledger != "" {
+			changes = append(changes, redisio.LedgerChange{Key: ledgerKey(p.Batch.Request.Req.ID), Delta: d})
+		}
+	}
+	if len(changes) > 0 {
+		if _, err := fn.reg.LedgerProgress(ctx, fn.Ledger, changes); err != nil {
+			return fmt.Errorf("enrich: %w", err)
+		}
+	}
+	for i, p := range fn.buf.Items {
+		for _, ev := range results[i].drops {
+			events(p.TS, ev)
+		}
+		if len(results[i].out) > 0 {
+			emit(p.TS, p.Batch.With(results[i].out))
+		}
 	}
 	return nil
 }
 
-// resolve emits b's dropped recipients as events, then b with its devices,
-// all at ts; byUser and byID hold the devices read for b's app.
-func resolve(ctx context.Context, now time.Time, ts beam.EventTime, b recipient.Batch, byUser map[string][]redisio.Device, byID map[string]redisio.Device,
-	emit func(beam.EventTime, recipient.Batch), events func(beam.EventTime, pushflow.DeliveryEvent)) {
-	out := make([]recipient.Recipient, 0, len(b.Recipients))
+// ledgerKey is ledger.RequestKey (ledger imports this package's users).
+func ledgerKey(id string) string { return "r:" + id }
+
+// resolve returns b's dropped recipients as events and b's devices; byUser
+// and byID hold the devices read for b's app.
+func resolve(ctx context.Context, now time.Time, b recipient.Batch, byUser map[string][]redisio.Device, byID map[string]redisio.Device) (drops []pushflow.DeliveryEvent, out []recipient.Recipient) {
+	out = make([]recipient.Recipient, 0, len(b.Recipients))
 	drop := func(r recipient.Recipient, reason string) {
 		enrichDrops.Inc(ctx, 1)
-		events(ts, b.Event(now, r, pushflow.StageEnrich, pushflow.OutcomeDropped, reason))
+		drops = append(drops, b.Event(now, r, pushflow.StageEnrich, pushflow.OutcomeDropped, reason))
 	}
 	add := func(r recipient.Recipient, d redisio.Device) {
 		// A device that changed owner since expansion belongs to its new
@@ -224,7 +257,5 @@ func resolve(ctx context.Context, now time.Time, ts beam.EventTime, b recipient.
 		}
 	}
 	enrichedDevices.Inc(ctx, int64(len(out)))
-	if len(out) > 0 {
-		emit(ts, b.With(out))
-	}
+	return drops, out
 }

@@ -45,6 +45,7 @@ import (
 	"github.com/pushflow/pushflow"
 	"github.com/pushflow/pushflow/connectors/redisio"
 	"github.com/pushflow/pushflow/transforms/decode"
+	"github.com/pushflow/pushflow/transforms/ledger"
 	"github.com/pushflow/pushflow/transforms/recipient"
 )
 
@@ -70,6 +71,9 @@ type Config struct {
 	// Backpressure, when set, holds large expansions back while their
 	// campaign's recipients pending in a paced lane reach MaxPending.
 	Backpressure *Backpressure
+	// Ledger is the name of the dispatch ledger (see package ledger) that
+	// expansion reports the recipients and outcomes it emits to; "" = none.
+	Ledger string
 }
 
 // Backpressure ties the expansion to the pacer of its lane (see the
@@ -117,7 +121,7 @@ func Targets(s beam.Scope, reqs beam.PCollection, cfg Config) (batches, events, 
 	if cfg.SliceTime <= 0 {
 		cfg.SliceTime = DefaultSliceTime
 	}
-	fn := &expandFn{RedisAddr: cfg.RedisAddr, BatchSize: cfg.BatchSize, ScanCount: cfg.ScanCount, SliceMax: cfg.SliceMax, SliceTime: cfg.SliceTime}
+	fn := &expandFn{RedisAddr: cfg.RedisAddr, Ledger: cfg.Ledger, BatchSize: cfg.BatchSize, ScanCount: cfg.ScanCount, SliceMax: cfg.SliceMax, SliceTime: cfg.SliceTime}
 	if bp := cfg.Backpressure; bp != nil {
 		if bp.MaxPending <= 0 {
 			panic(fmt.Sprintf("expand.Targets: Backpressure.MaxPending must be > 0, got %d", bp.MaxPending))
@@ -146,6 +150,7 @@ const ReasonNoRecipients = "no_recipients"
 
 type expandFn struct {
 	RedisAddr string
+	Ledger    string
 	BatchSize int
 	ScanCount int64
 	SliceMax  int
@@ -243,6 +248,30 @@ func (fn *expandFn) ProcessElement(ctx context.Context, rt *sdf.LockRTracker, re
 		return sdf.StopProcessing(), nil
 	}
 	r := req.Req
+	first := !c.Started
+	var units int64 // outcomes (events, dead letters) this call emitted
+	events, dead = countUnits(events, &units), countUnits(dead, &units)
+	// report tells the ledger what this call emitted, beyond what the
+	// request was admitted with, and when the expansion is over.
+	report := func(recipients int, done bool) error {
+		if fn.Ledger == "" {
+			return nil
+		}
+		delta := units + int64(recipients)
+		final := false
+		if first {
+			base, f := ledger.InitialUnits(r)
+			delta, final = delta-base, f
+		}
+		if delta == 0 && (final || !done) {
+			return nil
+		}
+		_, err := fn.reg.LedgerProgress(ctx, fn.Ledger, []redisio.LedgerChange{{Key: ledger.RequestKey(r.ID), Delta: delta, Final: done}})
+		if err != nil {
+			return fmt.Errorf("expand: %s: %w", r.ID, err)
+		}
+		return nil
+	}
 	if !c.Started {
 		c.Started = true
 		known, err := fn.appKnown(ctx, r.App)
@@ -255,9 +284,14 @@ func (fn *expandFn) ProcessElement(ctx context.Context, rt *sdf.LockRTracker, re
 			now := time.Now()
 			raw, _ := json.Marshal(r)
 			reason := fmt.Sprintf("app: unknown app %q (no device was ever registered for it)", r.App)
-			dead(decode.NewDeadLetter(req.Source.Topic, req.Source.Partition, req.Source.Offset, raw, pushflow.StageValidate, reason, now))
+			dl := decode.NewDeadLetter(req.Source.Topic, req.Source.Partition, req.Source.Offset, raw, pushflow.StageValidate, reason, now)
+			dl.RequestID = r.ID
+			dead(dl)
 			events(req.Event(now, "", "", "", pushflow.StageExpand, pushflow.OutcomeDropped, pushflow.ReasonUnknownApp))
 			c.Done = true
+			if err := report(0, true); err != nil {
+				return nil, err
+			}
 			advance(rt, c)
 			return sdf.StopProcessing(), nil
 		}
@@ -282,6 +316,9 @@ func (fn *expandFn) ProcessElement(ctx context.Context, rt *sdf.LockRTracker, re
 			if c.Emitted == 0 && c.Drops == 0 {
 				events(req.Event(time.Now(), "", "", "", pushflow.StageExpand, pushflow.OutcomeDropped, ReasonNoRecipients))
 			}
+		}
+		if err := report(b.total, c.Done); err != nil {
+			return nil, err
 		}
 		advance(rt, c)
 		return cont, nil
@@ -523,6 +560,14 @@ func readFile(uri string, from uint64, page int64, b *batcher, more func() bool)
 		if !more() {
 			return pos, false, nil
 		}
+	}
+}
+
+// countUnits wraps emit so that every element it emits adds one to *n.
+func countUnits[T any](emit func(T), n *int64) func(T) {
+	return func(v T) {
+		*n++
+		emit(v)
 	}
 }
 

@@ -38,6 +38,10 @@ type Request struct {
 	Req        pushflow.PushRequest
 	Source     Source
 	ReceivedAt time.Time // when dispatch decoded it; request_time when CreatedAt is unset
+	// Replayed is set on a request a restarted pipeline replays from the
+	// ledger: stages that recorded outcomes for it re-emit those instead of
+	// deciding (and sending) again.
+	Replayed bool
 }
 
 // RequestTime is the time latency is measured from: created_at when the
@@ -55,6 +59,7 @@ func (r Request) Event(now time.Time, userID, deviceID, platform, stage, outcome
 	rt := r.RequestTime()
 	return pushflow.DeliveryEvent{
 		V:           pushflow.Version,
+		EventID:     pushflow.EventID(r.Req.ID, r.Source.String(), userID, deviceID),
 		RequestID:   r.Req.ID,
 		Campaign:    r.Req.Campaign,
 		App:         r.Req.App,
