@@ -15,8 +15,8 @@ import (
 	"github.com/pushflow/pushflow/transforms/enrich"
 	"github.com/pushflow/pushflow/transforms/expand"
 	"github.com/pushflow/pushflow/transforms/filter"
-	"github.com/pushflow/pushflow/transforms/ledger"
 	"github.com/pushflow/pushflow/transforms/lanes"
+	"github.com/pushflow/pushflow/transforms/ledger"
 	"github.com/pushflow/pushflow/transforms/pace"
 	"github.com/pushflow/pushflow/transforms/send"
 )

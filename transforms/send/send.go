@@ -88,7 +88,7 @@ var (
 	// replayedOutcomes counts devices whose outcome an earlier run had
 	// recorded: re-emitted, not sent again.
 	replayedOutcomes = beam.NewCounter("pushflow", "send_replayed_outcomes")
-	requestAge    = beam.NewDistribution("pushflow", "request_to_send_ms")
+	requestAge       = beam.NewDistribution("pushflow", "request_to_send_ms")
 )
 
 type sendFn struct {
