@@ -33,6 +33,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/pushflow/pushflow"
@@ -107,6 +109,7 @@ type Client struct {
 	apns      *apns2.Client
 	transport *http.Transport
 	sem       chan struct{} // bounds requests in flight to cfg.Concurrency
+	gate      atomic.Pointer[connGate]
 
 	// Injected by tests.
 	sleep  func(ctx context.Context, d time.Duration) error
@@ -114,7 +117,9 @@ type Client struct {
 }
 
 // NewClient validates cfg, loads its credentials and CA file, and returns a
-// Client for cfg.Endpoint. It does not connect: the first request does.
+// Client for cfg.Endpoint. It does not connect: the first request does,
+// and requests made meanwhile wait for its connection to share it (see
+// connGate).
 func NewClient(cfg Config) (*Client, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -159,14 +164,48 @@ func NewClient(cfg Config) (*Client, error) {
 	// Each attempt has its own deadline (cfg.Timeout), so no client timeout.
 	client.HTTPClient = &http.Client{Transport: &answerTransport{base: transport}}
 
-	return &Client{
+	c := &Client{
 		cfg:       cfg,
 		apns:      client,
 		transport: transport,
 		sem:       make(chan struct{}, cfg.Concurrency),
 		sleep:     retry.Sleep,
 		jitter:    retry.FullJitter,
-	}, nil
+	}
+	c.gate.Store(newConnGate())
+	return c, nil
+}
+
+// connGate makes the concurrent first requests of a Client share one
+// connection: net/http dials a connection per request while none is open,
+// so the first request goes alone and the others wait for its answer (or
+// for it to fail), by which time its HTTP/2 connection is there to share.
+type connGate struct {
+	first atomic.Bool
+	ready chan struct{}
+	once  sync.Once
+}
+
+func newConnGate() *connGate { return &connGate{ready: make(chan struct{})} }
+
+// enter lets a request go: at once when the gate is open or for the
+// request that opens it, which calls release after its answer; otherwise
+// when it opens or ctx ends.
+func (g *connGate) enter(ctx context.Context) (release func(), err error) {
+	select {
+	case <-g.ready:
+		return nil, nil
+	default:
+	}
+	if g.first.CompareAndSwap(false, true) {
+		return func() { g.once.Do(func() { close(g.ready) }) }, nil
+	}
+	select {
+	case <-g.ready:
+		return nil, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
 }
 
 // answerKey carries an attempt's *answerState in its request's context.
@@ -229,6 +268,7 @@ func loadCertificate(path, password string) (tls.Certificate, error) {
 // reconnects.
 func (c *Client) Close() {
 	c.transport.CloseIdleConnections()
+	c.gate.Store(newConnGate())
 }
 
 // Send sends msgs concurrently, at most Config.Concurrency requests in
@@ -254,12 +294,16 @@ func (c *Client) Push(ctx context.Context, m Message) Result {
 	}
 
 	r, end := attempts.Run(ctx, c.policy(), Result{Reason: ReasonCanceled}, func(ctx context.Context) (Result, attempts.Try) {
-		r := c.attempt(ctx, n)
+		r, sent := c.attempt(ctx, n)
 		retry, _ := Classify(r.Status, r.Reason)
 		if retry {
 			slog.DebugContext(ctx, "apnsio: transient failure", "apns_id", r.ApnsID, "status", r.Status, "reason", r.Reason, "retry_after", r.RetryAfter)
 		}
-		return r, attempts.Try{Retry: retry, RetryAfter: r.RetryAfter, Requests: 1}
+		t := attempts.Try{Retry: retry, RetryAfter: r.RetryAfter}
+		if sent {
+			t.Requests = 1
+		}
+		return r, t
 	})
 	return c.finish(r, end, start)
 }
@@ -277,8 +321,20 @@ func (c *Client) policy() attempts.Policy {
 	}
 }
 
-// attempt makes one request.
-func (c *Client) attempt(ctx context.Context, n *apns2.Notification) Result {
+// attempt makes one request, and reports whether it did: ctx may end while
+// it waits for the Client's first connection.
+func (c *Client) attempt(ctx context.Context, n *apns2.Notification) (Result, bool) {
+	release, err := c.gate.Load().enter(ctx)
+	if err != nil {
+		r := Result{Reason: ReasonCanceled, Error: fmt.Sprintf("apnsio: push: waiting for a connection: %v", err)}
+		if !errors.Is(err, context.Canceled) {
+			r.Reason = ReasonTimeout
+		}
+		return r, false
+	}
+	if release != nil {
+		defer release()
+	}
 	actx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
 	defer cancel()
 	var ans answerState
@@ -295,13 +351,13 @@ func (c *Client) attempt(ctx context.Context, n *apns2.Notification) Result {
 		case actx.Err() != nil:
 			r.Reason = ReasonTimeout
 		}
-		return r
+		return r, true
 	}
 	r := Result{Status: resp.StatusCode, Reason: resp.Reason, ApnsID: resp.ApnsID, RetryAfter: ans.retryAfter}
 	if r.Status != http.StatusOK && r.Reason == "" {
 		r.Reason = "HTTP" + strconv.Itoa(r.Status)
 	}
-	return r
+	return r, true
 }
 
 // finish completes the last attempt's result with how the loop ended.
