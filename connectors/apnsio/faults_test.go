@@ -112,3 +112,52 @@ func TestRetryAfterHTTPDate(t *testing.T) {
 		t.Errorf("Push() = %+v after waits %v, want sent after one wait of about 10s", got, slept)
 	}
 }
+
+// TestResultRetryable: a final failure is Retryable exactly when its answer
+// is transient, and carries the answer's Retry-After.
+func TestResultRetryable(t *testing.T) {
+	e := newEnv(t)
+	cfg := e.cfg
+	cfg.MaxAttempts = 1
+	c := newTestClient(t, cfg)
+	tests := []struct {
+		status     int
+		reason     string
+		retryAfter string
+		want       bool
+		wantAfter  time.Duration
+	}{
+		{429, "TooManyRequests", "3", true, 3 * time.Second},
+		{429, "TooManyProviderTokenUpdates", "", true, 0},
+		{500, "InternalServerError", "", true, 0},
+		{502, "", "", true, 0},
+		{503, "ServiceUnavailable", "7", true, 7 * time.Second},
+		{503, "Shutdown", "", true, 0},
+		{400, "BadDeviceToken", "", false, 0},
+		{400, "DeviceTokenNotForTopic", "", false, 0},
+		{403, "InvalidProviderToken", "", false, 0},
+		{410, "Unregistered", "", false, 0},
+		{413, "PayloadTooLarge", "", false, 0},
+	}
+	for i, tt := range tests {
+		remove := e.srv.Control(func(*apnsiotest.Request) (apnsiotest.Answer, bool) {
+			a := apnsiotest.Answer{Status: tt.status, Reason: tt.reason}
+			if tt.retryAfter != "" {
+				a.Header = http.Header{"Retry-After": {tt.retryAfter}}
+			}
+			return a, true
+		})
+		got := c.Push(context.Background(), msg(devToken(i)))
+		remove()
+		if got.Outcome != pushflow.OutcomeFailed || got.Retryable != tt.want || got.RetryAfter != tt.wantAfter {
+			t.Errorf("Push() answered %d %q Retry-After %q = %+v, want failed, Retryable %v, RetryAfter %v",
+				tt.status, tt.reason, tt.retryAfter, got, tt.want, tt.wantAfter)
+		}
+	}
+	// Rejected before sending: permanent.
+	m := msg(devToken(99))
+	m.Notification.CollapseID = string(make([]byte, 65))
+	if got := c.Push(context.Background(), m); got.Retryable {
+		t.Errorf("Push(bad collapse id) = %+v, want not Retryable", got)
+	}
+}

@@ -2,6 +2,7 @@ package fcmio
 
 import (
 	"context"
+	"net/http"
 	"testing"
 	"time"
 
@@ -71,5 +72,48 @@ func TestRetryAfterHonoured(t *testing.T) {
 	}
 	if el := time.Since(start); el > time.Second {
 		t.Errorf("Push() took %v, want no wait", el)
+	}
+}
+
+// TestResultRetryable: a final failure is Retryable exactly when its answer
+// is transient, and carries the answer's Retry-After.
+func TestResultRetryable(t *testing.T) {
+	e := newEnv(t)
+	cfg := e.cfg
+	cfg.MaxAttempts = 1
+	c := newTestClient(t, cfg)
+	tests := []struct {
+		status     int
+		code       string
+		retryAfter string
+		want       bool
+		wantAfter  time.Duration
+	}{
+		{429, fcmiotest.CodeQuotaExceeded, "3", true, 3 * time.Second},
+		{429, "", "", true, 0}, // RESOURCE_EXHAUSTED
+		{500, fcmiotest.CodeInternal, "", true, 0},
+		{503, fcmiotest.CodeUnavailable, "7", true, 7 * time.Second},
+		{502, "", "", true, 0},
+		{504, "", "", true, 0}, // DEADLINE_EXCEEDED
+		{400, fcmiotest.CodeInvalidArgument, "", false, 0},
+		{401, fcmiotest.CodeThirdPartyAuthError, "", false, 0},
+		{403, fcmiotest.CodeSenderIDMismatch, "", false, 0},
+		{404, fcmiotest.CodeUnregistered, "", false, 0},
+		{403, "", "", false, 0}, // PERMISSION_DENIED
+	}
+	for i, tt := range tests {
+		remove := e.srv.Control(func(*fcmiotest.Request) (fcmiotest.Answer, bool) {
+			a := fcmiotest.Answer{Status: tt.status, Code: tt.code}
+			if tt.retryAfter != "" {
+				a.Header = http.Header{"Retry-After": {tt.retryAfter}}
+			}
+			return a, true
+		})
+		got := c.Push(context.Background(), msg(fcmiotest.Token(i)))
+		remove()
+		if got.Outcome != pushflow.OutcomeFailed || got.Retryable != tt.want || got.RetryAfter != tt.wantAfter {
+			t.Errorf("Push() answered %d %q Retry-After %q = %+v, want failed, Retryable %v, RetryAfter %v",
+				tt.status, tt.code, tt.retryAfter, got, tt.want, tt.wantAfter)
+		}
 	}
 }
