@@ -8,8 +8,9 @@
 // what APNs would reject before anything is sent; Classify, which says which
 // APNs answers are worth a retry; and Client, which sends batches
 // concurrently with bounded in-flight requests, retries transient failures
-// with exponential backoff and full jitter, and returns one Result per
-// message.
+// with exponential backoff and full jitter (or APNs' Retry-After), and
+// returns one Result per message, which says whether a failure is
+// transient (Result.Retryable) and worth sending again later.
 //
 //	c, err := apnsio.NewClient(apnsio.Config{KeyFile: "AuthKey.p8", KeyID: "ABC123DEFG", TeamID: "DEF123GHIJ"})
 //	...
@@ -32,9 +33,12 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/pushflow/pushflow"
+	"github.com/pushflow/pushflow/connectors/internal/attempts"
 	"github.com/pushflow/pushflow/internal/fanout"
 	"github.com/pushflow/pushflow/internal/retry"
 	"github.com/sideshow/apns2"
@@ -67,6 +71,15 @@ type Result struct {
 	// Latency runs from the start of the first attempt (or the check that
 	// rejected the message) to the result, backoffs included.
 	Latency time.Duration `json:"latency"`
+	// Retryable is true when Outcome is failed for a transient reason (429,
+	// 5xx, TooManyRequests, ServiceUnavailable, Shutdown, ..., Timeout,
+	// TransportError; see Classify) after the Client's attempts: the
+	// notification may be sent again later. False for permanent failures
+	// (400, 403, 410, a rejected message, Canceled before any answer).
+	Retryable bool `json:"retryable,omitempty"`
+	// RetryAfter is the Retry-After of the last answer (delay seconds or an
+	// HTTP date, as a duration from when it came); 0 when none.
+	RetryAfter time.Duration `json:"retry_after,omitempty"`
 }
 
 // NewTransport returns the HTTP/2-only transport APNs needs, on net/http's
@@ -96,6 +109,7 @@ type Client struct {
 	apns      *apns2.Client
 	transport *http.Transport
 	sem       chan struct{} // bounds requests in flight to cfg.Concurrency
+	gate      atomic.Pointer[connGate]
 
 	// Injected by tests.
 	sleep  func(ctx context.Context, d time.Duration) error
@@ -103,7 +117,9 @@ type Client struct {
 }
 
 // NewClient validates cfg, loads its credentials and CA file, and returns a
-// Client for cfg.Endpoint. It does not connect: the first request does.
+// Client for cfg.Endpoint. It does not connect: the first request does,
+// and requests made meanwhile wait for its connection to share it (see
+// connGate).
 func NewClient(cfg Config) (*Client, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -121,7 +137,11 @@ func NewClient(cfg Config) (*Client, error) {
 
 	var client *apns2.Client
 	if cfg.CertFile != "" {
-		cert, err := loadCertificate(cfg.CertFile, cfg.CertPassword)
+		password, err := cfg.certPassword()
+		if err != nil {
+			return nil, err
+		}
+		cert, err := loadCertificate(cfg.CertFile, password)
 		if err != nil {
 			return nil, err
 		}
@@ -142,16 +162,73 @@ func NewClient(cfg Config) (*Client, error) {
 
 	transport := NewTransport(tlsCfg)
 	// Each attempt has its own deadline (cfg.Timeout), so no client timeout.
-	client.HTTPClient = &http.Client{Transport: transport}
+	client.HTTPClient = &http.Client{Transport: &answerTransport{base: transport}}
 
-	return &Client{
+	c := &Client{
 		cfg:       cfg,
 		apns:      client,
 		transport: transport,
 		sem:       make(chan struct{}, cfg.Concurrency),
 		sleep:     retry.Sleep,
 		jitter:    retry.FullJitter,
-	}, nil
+	}
+	c.gate.Store(newConnGate())
+	return c, nil
+}
+
+// connGate makes the concurrent first requests of a Client share one
+// connection: net/http dials a connection per request while none is open,
+// so the first request goes alone and the others wait for its answer (or
+// for it to fail), by which time its HTTP/2 connection is there to share.
+type connGate struct {
+	first atomic.Bool
+	ready chan struct{}
+	once  sync.Once
+}
+
+func newConnGate() *connGate { return &connGate{ready: make(chan struct{})} }
+
+// enter lets a request go: at once when the gate is open or for the
+// request that opens it, which calls release after its answer; otherwise
+// when it opens or ctx ends.
+func (g *connGate) enter(ctx context.Context) (release func(), err error) {
+	select {
+	case <-g.ready:
+		return nil, nil
+	default:
+	}
+	if g.first.CompareAndSwap(false, true) {
+		return func() { g.once.Do(func() { close(g.ready) }) }, nil
+	}
+	select {
+	case <-g.ready:
+		return nil, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// answerKey carries an attempt's *answerState in its request's context.
+type answerKey struct{}
+
+// answerState is what answerTransport saw of an attempt's answer that
+// apns2.Response does not hold.
+type answerState struct {
+	retryAfter time.Duration
+}
+
+// answerTransport records the Retry-After of answers to requests made with
+// an answerState in their context.
+type answerTransport struct {
+	base http.RoundTripper
+}
+
+func (t *answerTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	resp, err := t.base.RoundTrip(req)
+	if st, ok := req.Context().Value(answerKey{}).(*answerState); ok && err == nil {
+		st.retryAfter = attempts.ParseRetryAfter(resp.Header.Get("Retry-After"), time.Now())
+	}
+	return resp, err
 }
 
 // rootsWithCA is the system's root CAs plus those in the PEM file path.
@@ -191,6 +268,7 @@ func loadCertificate(path, password string) (tls.Certificate, error) {
 // reconnects.
 func (c *Client) Close() {
 	c.transport.CloseIdleConnections()
+	c.gate.Store(newConnGate())
 }
 
 // Send sends msgs concurrently, at most Config.Concurrency requests in
@@ -215,36 +293,52 @@ func (c *Client) Push(ctx context.Context, m Message) Result {
 		return Result{Reason: reason, Outcome: pushflow.OutcomeFailed, Error: err.Error(), Latency: time.Since(start)}
 	}
 
-	r := Result{Reason: ReasonCanceled}
-	for attempt := 1; ; attempt++ {
-		if err := ctx.Err(); err != nil {
-			return c.stopped(r, attempt-1, start, err)
-		}
-		select {
-		case c.sem <- struct{}{}:
-		case <-ctx.Done():
-			return c.stopped(r, attempt-1, start, ctx.Err())
-		}
-		r = c.attempt(ctx, n)
-		<-c.sem
-
+	r, end := attempts.Run(ctx, c.policy(), Result{Reason: ReasonCanceled}, func(ctx context.Context) (Result, attempts.Try) {
+		r, sent := c.attempt(ctx, n)
 		retry, _ := Classify(r.Status, r.Reason)
-		if !retry || attempt >= c.cfg.MaxAttempts {
-			return c.finish(r, attempt, start)
+		if retry {
+			slog.DebugContext(ctx, "apnsio: transient failure", "apns_id", r.ApnsID, "status", r.Status, "reason", r.Reason, "retry_after", r.RetryAfter)
 		}
-		wait := c.backoff(attempt)
-		slog.DebugContext(ctx, "apnsio: retrying", "apns_id", r.ApnsID, "status", r.Status, "reason", r.Reason, "attempt", attempt, "backoff", wait)
-		if err := c.sleep(ctx, wait); err != nil {
-			return c.stopped(r, attempt, start, err)
+		t := attempts.Try{Retry: retry, RetryAfter: r.RetryAfter}
+		if sent {
+			t.Requests = 1
 		}
+		return r, t
+	})
+	return c.finish(r, end, start)
+}
+
+// policy is the attempts loop of c's Config.
+func (c *Client) policy() attempts.Policy {
+	return attempts.Policy{
+		MaxAttempts: c.cfg.MaxAttempts,
+		BaseBackoff: c.cfg.BaseBackoff,
+		MaxBackoff:  c.cfg.MaxBackoff,
+		MaxWait:     c.cfg.MaxRetryAfter,
+		Sem:         c.sem,
+		Sleep:       c.sleep,
+		Jitter:      c.jitter,
 	}
 }
 
-// attempt makes one request.
-func (c *Client) attempt(ctx context.Context, n *apns2.Notification) Result {
+// attempt makes one request, and reports whether it did: ctx may end while
+// it waits for the Client's first connection.
+func (c *Client) attempt(ctx context.Context, n *apns2.Notification) (Result, bool) {
+	release, err := c.gate.Load().enter(ctx)
+	if err != nil {
+		r := Result{Reason: ReasonCanceled, Error: fmt.Sprintf("apnsio: push: waiting for a connection: %v", err)}
+		if !errors.Is(err, context.Canceled) {
+			r.Reason = ReasonTimeout
+		}
+		return r, false
+	}
+	if release != nil {
+		defer release()
+	}
 	actx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
 	defer cancel()
-	resp, err := c.apns.PushWithContext(actx, n)
+	var ans answerState
+	resp, err := c.apns.PushWithContext(context.WithValue(actx, answerKey{}, &ans), n)
 	if err != nil {
 		var ue *url.Error
 		if errors.As(err, &ue) {
@@ -257,37 +351,31 @@ func (c *Client) attempt(ctx context.Context, n *apns2.Notification) Result {
 		case actx.Err() != nil:
 			r.Reason = ReasonTimeout
 		}
-		return r
+		return r, true
 	}
-	r := Result{Status: resp.StatusCode, Reason: resp.Reason, ApnsID: resp.ApnsID}
+	r := Result{Status: resp.StatusCode, Reason: resp.Reason, ApnsID: resp.ApnsID, RetryAfter: ans.retryAfter}
 	if r.Status != http.StatusOK && r.Reason == "" {
 		r.Reason = "HTTP" + strconv.Itoa(r.Status)
 	}
-	return r
+	return r, true
 }
 
-// stopped finishes a message whose retries ctx ended, keeping the last
-// answer's reason (ReasonCanceled before any).
-func (c *Client) stopped(r Result, attempts int, start time.Time, err error) Result {
-	if r.Error == "" {
-		r.Error = fmt.Sprintf("apnsio: push: stopped after %d attempts: %v", attempts, err)
-	}
-	return c.finish(r, attempts, start)
-}
-
-func (c *Client) finish(r Result, attempts int, start time.Time) Result {
-	r.Attempts = attempts
+// finish completes the last attempt's result with how the loop ended.
+func (c *Client) finish(r Result, end attempts.End, start time.Time) Result {
+	r.Attempts = end.Attempts
 	r.Latency = time.Since(start)
 	r.Outcome = pushflow.OutcomeFailed
 	if r.Status == http.StatusOK {
 		r.Outcome = pushflow.OutcomeSent
 	}
 	r.Unregistered = r.Status == http.StatusGone
+	r.Retryable = r.Outcome == pushflow.OutcomeFailed && end.Retryable
+	r.RetryAfter = end.RetryAfter
+	switch {
+	case end.OverBudget && r.Error == "":
+		r.Error = fmt.Sprintf("apnsio: push: not retried after %d attempts: a wait of %v is over what is left of the %v wait budget", end.Attempts, end.Wait, c.cfg.MaxRetryAfter)
+	case end.Err != nil && r.Error == "":
+		r.Error = fmt.Sprintf("apnsio: push: stopped after %d attempts: %v", end.Attempts, end.Err)
+	}
 	return r
-}
-
-// backoff is the wait after the attempt-th attempt failed: full jitter over
-// min(MaxBackoff, BaseBackoff·2^(attempt-1)).
-func (c *Client) backoff(attempt int) time.Duration {
-	return c.jitter(retry.Exp(attempt, c.cfg.BaseBackoff, c.cfg.MaxBackoff))
 }

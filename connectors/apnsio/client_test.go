@@ -138,7 +138,8 @@ func TestSendStatuses(t *testing.T) {
 	}
 
 	failed := func(status int, reason string, attempts int) Result {
-		return Result{Status: status, Reason: reason, Attempts: attempts, Outcome: pushflow.OutcomeFailed, Unregistered: status == 410}
+		return Result{Status: status, Reason: reason, Attempts: attempts, Outcome: pushflow.OutcomeFailed, Unregistered: status == 410,
+			Retryable: status == 429 || status >= 500}
 	}
 	sent := func(attempts int) Result {
 		return Result{Status: 200, Attempts: attempts, Outcome: pushflow.OutcomeSent}
@@ -279,7 +280,7 @@ func TestTimeout(t *testing.T) {
 	c := newTestClient(t, cfg)
 	start := time.Now()
 	got := c.Push(context.Background(), msg(devToken(1)))
-	want := Result{Reason: ReasonTimeout, Attempts: 2, Outcome: pushflow.OutcomeFailed}
+	want := Result{Reason: ReasonTimeout, Attempts: 2, Outcome: pushflow.OutcomeFailed, Retryable: true}
 	if diff := cmp.Diff(want, got, ignoreVolatile); diff != "" {
 		t.Errorf("Push() to a slow server (-want +got):\n%s", diff)
 	}
@@ -391,6 +392,9 @@ func TestNewClientErrors(t *testing.T) {
 	os.WriteFile(badP12, []byte("not pkcs12"), 0o600)
 	noCerts := filepath.Join(dir, "empty.pem")
 	os.WriteFile(noCerts, []byte("nothing here"), 0o600)
+	passwordFile := filepath.Join(dir, "password")
+	os.WriteFile(passwordFile, []byte("pa55word\n"), 0o600)
+	t.Setenv("APNSIO_TEST_CERT_PASSWORD", "pa55word")
 
 	tests := []struct {
 		name    string
@@ -403,9 +407,18 @@ func TestNewClientErrors(t *testing.T) {
 		{"key file not PKCS#8", func(c *Config) { c.KeyFile = rsaLike }, "load key file"},
 		{"missing CA file", func(c *Config) { c.CAFile = filepath.Join(dir, "nope.pem") }, "read CA file"},
 		{"CA file without certificates", func(c *Config) { c.CAFile = noCerts }, "no PEM certificate"},
-		{"bad p12", func(c *Config) {
-			*c = Config{Endpoint: c.Endpoint, CertFile: badP12, CertPassword: "pa55word"}
+		{"bad p12, password file", func(c *Config) {
+			*c = Config{Endpoint: c.Endpoint, CertFile: badP12, CertPasswordFile: passwordFile}
 		}, "load certificate"},
+		{"bad p12, password env", func(c *Config) {
+			*c = Config{Endpoint: c.Endpoint, CertFile: badP12, CertPasswordEnv: "APNSIO_TEST_CERT_PASSWORD"}
+		}, "load certificate"},
+		{"missing password file", func(c *Config) {
+			*c = Config{Endpoint: c.Endpoint, CertFile: badP12, CertPasswordFile: filepath.Join(dir, "nope")}
+		}, "read cert password file"},
+		{"password env unset", func(c *Config) {
+			*c = Config{Endpoint: c.Endpoint, CertFile: badP12, CertPasswordEnv: "APNSIO_TEST_NO_SUCH_VARIABLE"}
+		}, "APNSIO_TEST_NO_SUCH_VARIABLE is not set"},
 		{"PEM cert file without certificate", func(c *Config) { *c = Config{Endpoint: c.Endpoint, CertFile: noCerts} }, "load certificate"},
 	}
 	for _, tt := range tests {

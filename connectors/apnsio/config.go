@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
+	"os"
 	"strings"
 	"time"
 
@@ -18,15 +19,19 @@ const (
 	DefaultBaseBackoff = 100 * time.Millisecond
 	DefaultMaxBackoff  = 5 * time.Second
 	DefaultTimeout     = 10 * time.Second
+	// DefaultMaxRetryAfter is the default wait budget of one Push.
+	DefaultMaxRetryAfter = 30 * time.Second
 )
 
 // Config configures a Client. Zero fields take the defaults above. Exactly
 // one of token auth (KeyFile, KeyID, TeamID) and certificate auth (CertFile)
 // is set.
 //
-// Config holds file paths, never key material, but CertPassword is a secret:
-// String, GoString and LogValue redact it, so a Config may be printed and
-// logged.
+// Config holds file paths and names, never key material or passwords: a
+// Config is shipped to Beam workers inside the job graph, so the
+// certificate's password is read by NewClient (on the worker) from
+// CertPasswordFile or the environment variable CertPasswordEnv. A Config may
+// be printed, logged and serialized.
 type Config struct {
 	// Endpoint is the APNs base URL (default apns2.HostProduction;
 	// apns2.HostDevelopment is the sandbox, an apnsiotest.Server's URL a
@@ -43,8 +48,11 @@ type Config struct {
 	// CertFile is the client certificate of certificate auth: a ".p12" (or
 	// ".pfx") file, or a PEM file holding the certificate and its key.
 	CertFile string
-	// CertPassword decrypts CertFile, if it is encrypted.
-	CertPassword string
+	// CertPasswordFile is a file holding the password that decrypts
+	// CertFile, if it is encrypted (one trailing newline is ignored).
+	// CertPasswordEnv is instead the name of an environment variable
+	// holding it. At most one is set; NewClient reads it.
+	CertPasswordFile, CertPasswordEnv string
 
 	// Concurrency bounds requests in flight over the whole Client (default
 	// 64). Keep it below the stream limit APNs advertises (SETTINGS
@@ -60,6 +68,12 @@ type Config struct {
 	BaseBackoff, MaxBackoff time.Duration
 	// Timeout bounds each attempt (default 10s).
 	Timeout time.Duration
+	// MaxRetryAfter bounds the total time one Push waits between its
+	// attempts, backoffs and Retry-Afters (the larger of the two before each
+	// retry) included (default 30s); ctx's deadline bounds it too. A wait
+	// that would exceed what is left of it is not slept: the Push returns
+	// its last answer as a Result with Retryable and RetryAfter set.
+	MaxRetryAfter time.Duration
 }
 
 // withDefaults returns c with its zero fields set to the defaults.
@@ -82,6 +96,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Timeout == 0 {
 		c.Timeout = DefaultTimeout
+	}
+	if c.MaxRetryAfter == 0 {
+		c.MaxRetryAfter = DefaultMaxRetryAfter
 	}
 	return c
 }
@@ -113,8 +130,11 @@ func (c Config) Validate() error {
 			add("token auth needs a team ID")
 		}
 	}
-	if c.CertPassword != "" && c.CertFile == "" {
-		add("cert password set without a cert file")
+	if c.CertPasswordFile != "" && c.CertPasswordEnv != "" {
+		add("both a cert password file and a cert password environment variable are set; choose one")
+	}
+	if (c.CertPasswordFile != "" || c.CertPasswordEnv != "") && c.CertFile == "" {
+		add("cert password file or environment variable set without a cert file")
 	}
 	if c.Concurrency < 0 {
 		add("concurrency %d is negative", c.Concurrency)
@@ -122,8 +142,8 @@ func (c Config) Validate() error {
 	if c.MaxAttempts < 0 {
 		add("max attempts %d is negative", c.MaxAttempts)
 	}
-	if c.BaseBackoff < 0 || c.MaxBackoff < 0 || c.Timeout < 0 {
-		add("negative duration (base backoff %v, max backoff %v, timeout %v)", c.BaseBackoff, c.MaxBackoff, c.Timeout)
+	if c.BaseBackoff < 0 || c.MaxBackoff < 0 || c.Timeout < 0 || c.MaxRetryAfter < 0 {
+		add("negative duration (base backoff %v, max backoff %v, timeout %v, max retry-after %v)", c.BaseBackoff, c.MaxBackoff, c.Timeout, c.MaxRetryAfter)
 	}
 	if c.BaseBackoff > c.MaxBackoff {
 		add("base backoff %v exceeds max backoff %v", c.BaseBackoff, c.MaxBackoff)
@@ -131,27 +151,38 @@ func (c Config) Validate() error {
 	return errors.Join(errs...)
 }
 
-// redacted stands in for a secret that is set.
-const redacted = "REDACTED"
-
-func redact(secret string) string {
-	if secret == "" {
-		return ""
+// certPassword reads the certificate's password from CertPasswordFile or
+// CertPasswordEnv; "" when neither is set. Errors never include it.
+func (c Config) certPassword() (string, error) {
+	switch {
+	case c.CertPasswordFile != "":
+		b, err := os.ReadFile(c.CertPasswordFile)
+		if err != nil {
+			return "", fmt.Errorf("apnsio: read cert password file: %w", err)
+		}
+		s := strings.TrimSuffix(string(b), "\n")
+		return strings.TrimSuffix(s, "\r"), nil
+	case c.CertPasswordEnv != "":
+		v, ok := os.LookupEnv(c.CertPasswordEnv)
+		if !ok {
+			return "", fmt.Errorf("apnsio: cert password environment variable %s is not set on this worker", c.CertPasswordEnv)
+		}
+		return v, nil
 	}
-	return redacted
+	return "", nil
 }
 
-// String describes c with CertPassword redacted.
+// String describes c. It holds no secret (see Config).
 func (c Config) String() string {
-	return fmt.Sprintf("apnsio.Config{Endpoint:%q CAFile:%q KeyFile:%q KeyID:%q TeamID:%q CertFile:%q CertPassword:%q Concurrency:%d MaxAttempts:%d BaseBackoff:%v MaxBackoff:%v Timeout:%v}",
-		c.Endpoint, c.CAFile, c.KeyFile, c.KeyID, c.TeamID, c.CertFile, redact(c.CertPassword),
-		c.Concurrency, c.MaxAttempts, c.BaseBackoff, c.MaxBackoff, c.Timeout)
+	return fmt.Sprintf("apnsio.Config{Endpoint:%q CAFile:%q KeyFile:%q KeyID:%q TeamID:%q CertFile:%q CertPasswordFile:%q CertPasswordEnv:%q Concurrency:%d MaxAttempts:%d BaseBackoff:%v MaxBackoff:%v Timeout:%v MaxRetryAfter:%v}",
+		c.Endpoint, c.CAFile, c.KeyFile, c.KeyID, c.TeamID, c.CertFile, c.CertPasswordFile, c.CertPasswordEnv,
+		c.Concurrency, c.MaxAttempts, c.BaseBackoff, c.MaxBackoff, c.Timeout, c.MaxRetryAfter)
 }
 
-// GoString is String, so that %#v redacts too.
+// GoString is String.
 func (c Config) GoString() string { return c.String() }
 
-// LogValue makes slog log c as a group with CertPassword redacted.
+// LogValue makes slog log c as a group.
 func (c Config) LogValue() slog.Value {
 	return slog.GroupValue(
 		slog.String("endpoint", c.Endpoint),
@@ -160,11 +191,13 @@ func (c Config) LogValue() slog.Value {
 		slog.String("key_id", c.KeyID),
 		slog.String("team_id", c.TeamID),
 		slog.String("cert_file", c.CertFile),
-		slog.String("cert_password", redact(c.CertPassword)),
+		slog.String("cert_password_file", c.CertPasswordFile),
+		slog.String("cert_password_env", c.CertPasswordEnv),
 		slog.Int("concurrency", c.Concurrency),
 		slog.Int("max_attempts", c.MaxAttempts),
 		slog.Duration("base_backoff", c.BaseBackoff),
 		slog.Duration("max_backoff", c.MaxBackoff),
 		slog.Duration("timeout", c.Timeout),
+		slog.Duration("max_retry_after", c.MaxRetryAfter),
 	)
 }

@@ -9,7 +9,8 @@
 // which FCM answers are worth a retry; and Client, which sends batches
 // concurrently with bounded in-flight requests, retries transient failures
 // with exponential backoff and full jitter (or FCM's Retry-After), and
-// returns one Result per message. Under the SDK, attemptTransport keeps it
+// returns one Result per message, which says whether a failure is transient
+// (Result.Retryable) and worth sending again later. Under the SDK, attemptTransport keeps it
 // from retrying on its own (it would, for 503s and transport errors), so that
 // the Client's bounds and backoff are the only ones.
 //
@@ -42,14 +43,10 @@ import (
 	htransport "google.golang.org/api/transport/http"
 
 	"github.com/pushflow/pushflow"
+	"github.com/pushflow/pushflow/connectors/internal/attempts"
 	"github.com/pushflow/pushflow/internal/fanout"
 	"github.com/pushflow/pushflow/internal/retry"
 )
-
-// MaxRetryAfter bounds the Retry-After the Client honours: a retryable
-// answer asking for a longer wait fails the message at once, rather than
-// hold its batch that long.
-const MaxRetryAfter = time.Minute
 
 // Result is the outcome of one Message.
 type Result struct {
@@ -80,6 +77,16 @@ type Result struct {
 	// Latency runs from the start of the first attempt (or the check that
 	// rejected the message) to the result, backoffs included.
 	Latency time.Duration `json:"latency"`
+	// Retryable is true when Outcome is failed for a transient reason
+	// (QUOTA_EXCEEDED, UNAVAILABLE, INTERNAL, RESOURCE_EXHAUSTED, HTTP 429
+	// and 5xx, Timeout, TransportError; see Classify) after the Client's
+	// attempts: the message may be sent again later. False for permanent
+	// failures (UNREGISTERED, INVALID_ARGUMENT, SENDER_ID_MISMATCH, ...,
+	// Canceled before any answer).
+	Retryable bool `json:"retryable,omitempty"`
+	// RetryAfter is the Retry-After of the last answer (delay seconds or an
+	// HTTP date, as a duration from when it came); 0 when none.
+	RetryAfter time.Duration `json:"retry_after,omitempty"`
 }
 
 // Client sends messages to FCM. It keeps its connections open across calls:
@@ -145,14 +152,19 @@ func NewClient(ctx context.Context, cfg Config) (*Client, error) {
 func authTransport(ctx context.Context, cfg Config, base http.RoundTripper) (http.RoundTripper, string, error) {
 	project := cfg.ProjectID
 	var creds *auth.Credentials
-	if cfg.CredentialsFile != "" {
-		var fileProject string
+	if cfg.CredentialsFile != "" || cfg.CredentialsEnv != "" {
+		var keyProject string
 		var err error
-		if creds, fileProject, err = loadServiceAccount(cfg.CredentialsFile); err != nil {
+		if cfg.CredentialsFile != "" {
+			creds, keyProject, err = loadServiceAccountFile(cfg.CredentialsFile)
+		} else {
+			creds, keyProject, err = loadServiceAccountEnv(cfg.CredentialsEnv)
+		}
+		if err != nil {
 			return nil, "", err
 		}
 		if project == "" {
-			project = fileProject
+			project = keyProject
 		}
 	} else {
 		var err error
@@ -168,34 +180,50 @@ func authTransport(ctx context.Context, cfg Config, base http.RoundTripper) (htt
 	return rt, project, nil
 }
 
-// loadServiceAccount reads a service-account JSON key file and checks it
-// (its type, project and private key) so that a bad file fails here, not at
-// the first send. Errors never include the file's content.
-func loadServiceAccount(path string) (*auth.Credentials, string, error) {
+// loadServiceAccountFile reads a service-account JSON key file; see
+// loadServiceAccount.
+func loadServiceAccountFile(path string) (*auth.Credentials, string, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, "", fmt.Errorf("fcmio: read credentials file: %w", err)
 	}
+	return loadServiceAccount(b, "credentials file "+path)
+}
+
+// loadServiceAccountEnv reads a service-account JSON key from the
+// environment variable name; see loadServiceAccount.
+func loadServiceAccountEnv(name string) (*auth.Credentials, string, error) {
+	v, ok := os.LookupEnv(name)
+	if !ok {
+		return nil, "", fmt.Errorf("fcmio: credentials environment variable %s is not set on this worker", name)
+	}
+	return loadServiceAccount([]byte(v), "credentials environment variable "+name)
+}
+
+// loadServiceAccount checks a service-account JSON key b from source (its
+// type, project and private key) so that a bad key fails here, not at the
+// first send. Errors never include the key's content.
+func loadServiceAccount(b []byte, source string) (*auth.Credentials, string, error) {
 	var key struct {
 		Type       string `json:"type"`
 		ProjectID  string `json:"project_id"`
 		PrivateKey string `json:"private_key"`
 	}
 	if json.Unmarshal(b, &key) != nil {
-		return nil, "", fmt.Errorf("fcmio: credentials file %s is not a service-account JSON key", path)
+		return nil, "", fmt.Errorf("fcmio: %s is not a service-account JSON key", source)
 	}
 	if key.Type != "service_account" {
-		return nil, "", fmt.Errorf("fcmio: credentials file %s holds %q credentials, want a service-account key (\"type\": \"service_account\")", path, key.Type)
+		return nil, "", fmt.Errorf("fcmio: %s holds %q credentials, want a service-account key (\"type\": \"service_account\")", source, key.Type)
 	}
 	if key.ProjectID == "" {
-		return nil, "", fmt.Errorf("fcmio: credentials file %s has no project_id", path)
+		return nil, "", fmt.Errorf("fcmio: %s has no project_id", source)
 	}
 	if !validPrivateKey(key.PrivateKey) {
-		return nil, "", fmt.Errorf("fcmio: credentials file %s: private_key is not a PEM RSA private key", path)
+		return nil, "", fmt.Errorf("fcmio: %s: private_key is not a PEM RSA private key", source)
 	}
 	creds, err := credentials.NewCredentialsFromJSON(credentials.ServiceAccount, b, &credentials.DetectOptions{Scopes: []string{ScopeMessaging}})
 	if err != nil {
-		return nil, "", fmt.Errorf("fcmio: load credentials file %s: %w", path, err)
+		return nil, "", fmt.Errorf("fcmio: load %s: %w", source, err)
 	}
 	return creds, key.ProjectID, nil
 }
@@ -243,45 +271,33 @@ func (c *Client) Push(ctx context.Context, m Message) Result {
 		return Result{Reason: reason, Outcome: pushflow.OutcomeFailed, Error: err.Error(), Latency: time.Since(start)}
 	}
 
-	r := Result{Reason: ReasonCanceled}
-	attempts := 0
-	for attempt := 1; ; attempt++ {
-		if err := ctx.Err(); err != nil {
-			return c.stopped(r, attempts, start, err)
-		}
-		select {
-		case c.sem <- struct{}{}:
-		case <-ctx.Done():
-			return c.stopped(r, attempts, start, ctx.Err())
-		}
-		var requests int
-		var retryAfter time.Duration
-		r, requests, retryAfter = c.attempt(ctx, msg)
-		<-c.sem
-		attempts += requests
-
+	r, end := attempts.Run(ctx, c.policy(), Result{Reason: ReasonCanceled}, func(ctx context.Context) (Result, attempts.Try) {
+		r, requests := c.attempt(ctx, msg)
 		retry, _ := Classify(r.Reason)
-		if !retry || attempt >= c.cfg.MaxAttempts {
-			return c.finish(r, attempts, start)
+		if retry {
+			slog.DebugContext(ctx, "fcmio: transient failure", "status", r.Status, "reason", r.Reason, "retry_after", r.RetryAfter)
 		}
-		wait := c.backoff(attempt)
-		if retryAfter > 0 {
-			if retryAfter > MaxRetryAfter {
-				r.Error = fmt.Sprintf("%s (Retry-After %v is over %v: not retried)", r.Error, retryAfter, MaxRetryAfter)
-				return c.finish(r, attempts, start)
-			}
-			wait = retryAfter
-		}
-		slog.DebugContext(ctx, "fcmio: retrying", "status", r.Status, "reason", r.Reason, "attempt", attempt, "backoff", wait)
-		if err := c.sleep(ctx, wait); err != nil {
-			return c.stopped(r, attempts, start, err)
-		}
+		return r, attempts.Try{Retry: retry, RetryAfter: r.RetryAfter, Requests: requests}
+	})
+	return c.finish(r, end, start)
+}
+
+// policy is the attempts loop of c's Config.
+func (c *Client) policy() attempts.Policy {
+	return attempts.Policy{
+		MaxAttempts: c.cfg.MaxAttempts,
+		BaseBackoff: c.cfg.BaseBackoff,
+		MaxBackoff:  c.cfg.MaxBackoff,
+		MaxWait:     c.cfg.MaxRetryAfter,
+		Sem:         c.sem,
+		Sleep:       c.sleep,
+		Jitter:      c.jitter,
 	}
 }
 
 // attempt makes one SDK call: one request (see attemptTransport). It
-// returns the result, the requests made and the answer's Retry-After.
-func (c *Client) attempt(ctx context.Context, msg *messaging.Message) (Result, int, time.Duration) {
+// returns the result, with the answer's Retry-After, and the requests made.
+func (c *Client) attempt(ctx context.Context, msg *messaging.Message) (Result, int) {
 	actx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
 	defer cancel()
 	sctx, stop := context.WithCancelCause(actx)
@@ -292,7 +308,7 @@ func (c *Client) attempt(ctx context.Context, msg *messaging.Message) (Result, i
 	r := Result{Status: st.status, MessageID: name}
 	switch {
 	case err == nil:
-		return r, st.requests, 0
+		return r, st.requests
 	case st.transportErr == nil && st.status != 0 && !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded):
 		// An answer: the SDK's error carries FCM's codes and message.
 		r.Reason = reasonOf(err, st.status)
@@ -322,33 +338,34 @@ func (c *Client) attempt(ctx context.Context, msg *messaging.Message) (Result, i
 		r.Reason = ReasonTransportError
 		r.Error = fmt.Sprintf("fcmio: send: %v", err)
 	}
-	return r, st.requests, st.retryAfter
+	r.RetryAfter = st.retryAfter
+	return r, st.requests
 }
 
-// stopped finishes a message whose retries ctx ended, keeping the last
-// answer's reason (ReasonCanceled before any).
-func (c *Client) stopped(r Result, attempts int, start time.Time, err error) Result {
-	if r.Error == "" {
-		r.Error = fmt.Sprintf("fcmio: send: stopped after %d attempts: %v", attempts, err)
-	} else {
-		r.Error = fmt.Sprintf("%s; stopped after %d attempts: %v", r.Error, attempts, err)
-	}
-	return c.finish(r, attempts, start)
-}
-
-func (c *Client) finish(r Result, attempts int, start time.Time) Result {
-	r.Attempts = attempts
+// finish completes the last attempt's result with how the loop ended.
+func (c *Client) finish(r Result, end attempts.End, start time.Time) Result {
+	r.Attempts = end.Attempts
 	r.Latency = time.Since(start)
 	r.Outcome = pushflow.OutcomeFailed
 	if r.Reason == "" {
 		r.Outcome = pushflow.OutcomeSent
 	}
 	r.Unregistered = r.Reason == ReasonUnregistered
+	r.Retryable = r.Outcome == pushflow.OutcomeFailed && end.Retryable
+	r.RetryAfter = end.RetryAfter
+	var note string
+	switch {
+	case end.OverBudget:
+		note = fmt.Sprintf("not retried after %d attempts: a wait of %v (Retry-After %v) is over what is left of the %v wait budget", end.Attempts, end.Wait, end.RetryAfter, c.cfg.MaxRetryAfter)
+	case end.Err != nil:
+		note = fmt.Sprintf("stopped after %d attempts: %v", end.Attempts, end.Err)
+	}
+	switch {
+	case note == "":
+	case r.Error == "":
+		r.Error = "fcmio: send: " + note
+	default:
+		r.Error += "; " + note
+	}
 	return r
-}
-
-// backoff is the wait after the attempt-th attempt failed: full jitter over
-// min(MaxBackoff, BaseBackoff·2^(attempt-1)).
-func (c *Client) backoff(attempt int) time.Duration {
-	return c.jitter(retry.Exp(attempt, c.cfg.BaseBackoff, c.cfg.MaxBackoff))
 }

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -135,11 +134,14 @@ func TestSendOutcomes(t *testing.T) {
 	sleeps := recordSleeps(c)
 
 	failed := func(status int, reason string, attempts int) Result {
-		return Result{Outcome: pushflow.OutcomeFailed, Status: status, Reason: reason, Attempts: attempts, Unregistered: reason == "UNREGISTERED"}
+		retry, _ := Classify(reason)
+		return Result{Outcome: pushflow.OutcomeFailed, Status: status, Reason: reason, Attempts: attempts, Unregistered: reason == "UNREGISTERED",
+			Retryable: retry && attempts > 0}
 	}
 	sent := func(attempts int) Result {
 		return Result{Outcome: pushflow.OutcomeSent, Status: 200, Attempts: attempts}
 	}
+	withRetryAfter := func(r Result) Result { r.RetryAfter = fcmiotest.DefaultRetryAfter; return r }
 	tests := []struct {
 		name         string
 		setup        func(tok string)
@@ -160,8 +162,8 @@ func TestSendOutcomes(t *testing.T) {
 		{"UNAVAILABLE twice then sent", func(string) { e.srv.FailNext(2, 503, fcmiotest.CodeUnavailable) }, nil, sent(3), 3, []time.Duration{time.Second, time.Second}},
 		{"INTERNAL then sent", func(string) { e.srv.FailNext(1, 500, fcmiotest.CodeInternal) }, nil, sent(2), 2, nil},
 		{"502 without Google error then sent", func(string) { e.srv.FailNext(1, 502, "") }, nil, sent(2), 2, nil},
-		{"UNAVAILABLE beyond max attempts", func(string) { e.srv.FailNext(10, 503, fcmiotest.CodeUnavailable) }, nil, failed(503, "UNAVAILABLE", 4), 4, nil},
-		{"QUOTA_EXCEEDED beyond max attempts", func(string) { e.srv.FailNext(10, 429, fcmiotest.CodeQuotaExceeded) }, nil, failed(429, "QUOTA_EXCEEDED", 4), 4, nil},
+		{"UNAVAILABLE beyond max attempts", func(string) { e.srv.FailNext(10, 503, fcmiotest.CodeUnavailable) }, nil, withRetryAfter(failed(503, "UNAVAILABLE", 4)), 4, nil},
+		{"QUOTA_EXCEEDED beyond max attempts", func(string) { e.srv.FailNext(10, 429, fcmiotest.CodeQuotaExceeded) }, nil, withRetryAfter(failed(429, "QUOTA_EXCEEDED", 4)), 4, nil},
 		{"INTERNAL beyond max attempts", func(string) { e.srv.FailNext(10, 500, fcmiotest.CodeInternal) }, nil, failed(500, "INTERNAL", 4), 4, nil},
 		{"payload at the limit sent", nil, func(m *Message) {
 			m.Notification = pushflow.Notification{Data: map[string]string{"k": strings.Repeat("x", MaxPayloadSize-1)}}
@@ -231,39 +233,20 @@ func TestRetryAfter(t *testing.T) {
 		t.Errorf("waits (-want +got):\n%s", diff)
 	}
 
-	// A Retry-After over MaxRetryAfter ends the retries at once.
+	// A Retry-After over what is left of MaxRetryAfter ends the retries
+	// at once: retryable, with the server's Retry-After for the caller.
 	e.srv.Reset()
-	e.srv.SetRetryAfter(MaxRetryAfter + time.Second)
+	e.srv.SetRetryAfter(DefaultMaxRetryAfter + time.Second)
 	e.srv.FailNext(2, 429, fcmiotest.CodeQuotaExceeded)
 	start := time.Now()
 	got = c.Push(context.Background(), msg(fcmiotest.Token(2)))
-	want := Result{Outcome: pushflow.OutcomeFailed, Status: 429, Reason: "QUOTA_EXCEEDED", Attempts: 1}
+	want := Result{Outcome: pushflow.OutcomeFailed, Status: 429, Reason: "QUOTA_EXCEEDED", Attempts: 1,
+		Retryable: true, RetryAfter: DefaultMaxRetryAfter + time.Second}
 	if diff := cmp.Diff(want, got, ignoreVolatile); diff != "" {
 		t.Errorf("Push() with a long Retry-After (-want +got):\n%s", diff)
 	}
-	if !strings.Contains(got.Error, "Retry-After") || len(sleeps()) != 0 || time.Since(start) > 5*time.Second {
-		t.Errorf("Push() = %+v, want no wait and an error naming the Retry-After", got)
-	}
-}
-
-func TestParseRetryAfter(t *testing.T) {
-	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
-	tests := []struct {
-		in   string
-		want time.Duration
-	}{
-		{"", 0},
-		{"0", 0},
-		{"-3", 0},
-		{"7", 7 * time.Second},
-		{"soon", 0},
-		{now.Add(90 * time.Second).UTC().Format(http.TimeFormat), 90 * time.Second},
-		{now.Add(-time.Minute).UTC().Format(http.TimeFormat), 0},
-	}
-	for _, tt := range tests {
-		if got := parseRetryAfter(tt.in, now); got != tt.want {
-			t.Errorf("parseRetryAfter(%q) = %v, want %v", tt.in, got, tt.want)
-		}
+	if !strings.Contains(got.Error, "wait budget") || len(sleeps()) != 0 || time.Since(start) > 5*time.Second {
+		t.Errorf("Push() = %+v, want no wait and an error naming the wait budget", got)
 	}
 }
 
@@ -332,7 +315,7 @@ func TestTimeout(t *testing.T) {
 	c := newTestClient(t, cfg)
 	start := time.Now()
 	got := c.Push(context.Background(), msg(fcmiotest.Token(1)))
-	want := Result{Reason: ReasonTimeout, Attempts: 2, Outcome: pushflow.OutcomeFailed}
+	want := Result{Reason: ReasonTimeout, Attempts: 2, Outcome: pushflow.OutcomeFailed, Retryable: true}
 	if diff := cmp.Diff(want, got, ignoreVolatile); diff != "" {
 		t.Errorf("Push() to a slow server (-want +got):\n%s", diff)
 	}
@@ -351,7 +334,7 @@ func TestTransportError(t *testing.T) {
 	c := newTestClient(t, Config{Endpoint: "http://" + addr, ProjectID: testProject, MaxAttempts: 3, BaseBackoff: time.Millisecond, MaxBackoff: time.Millisecond})
 	start := time.Now()
 	got := c.Push(context.Background(), msg(fcmiotest.Token(1)))
-	want := Result{Reason: ReasonTransportError, Attempts: 3, Outcome: pushflow.OutcomeFailed}
+	want := Result{Reason: ReasonTransportError, Attempts: 3, Outcome: pushflow.OutcomeFailed, Retryable: true}
 	if diff := cmp.Diff(want, got, ignoreVolatile); diff != "" {
 		t.Errorf("Push() to a closed port (-want +got):\n%s", diff)
 	}
@@ -407,6 +390,18 @@ func TestServiceAccountAuth(t *testing.T) {
 	}
 	if n := e.srv.TokensIssued(); n != 1 {
 		t.Errorf("TokensIssued() = %d, want 1 (one cached access token)", n)
+	}
+
+	// The same key from an environment variable.
+	key, err := os.ReadFile(saFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("FCMIO_TEST_CREDENTIALS", string(key))
+	envCfg := e.cfg
+	envCfg.ProjectID, envCfg.CredentialsEnv = "", "FCMIO_TEST_CREDENTIALS"
+	if r := newTestClient(t, envCfg).Push(context.Background(), msg(fcmiotest.Token(1))); r.Outcome != pushflow.OutcomeSent {
+		t.Errorf("Push() with CredentialsEnv = %+v, want sent", r)
 	}
 
 	tests := []struct {
@@ -496,7 +491,10 @@ func TestNewClientErrors(t *testing.T) {
 		{"credentials file without project", Config{Endpoint: e.srv.URL(), CredentialsFile: noProject}, "no project_id"},
 		{"credentials of another type", Config{Endpoint: e.srv.URL(), CredentialsFile: userCreds}, "want a service-account key"},
 		{"unparsable private key", Config{Endpoint: e.srv.URL(), CredentialsFile: badKey}, "private_key is not a PEM RSA private key"},
+		{"credentials env unset", Config{Endpoint: e.srv.URL(), CredentialsEnv: "FCMIO_TEST_NO_SUCH_VARIABLE"}, "FCMIO_TEST_NO_SUCH_VARIABLE is not set"},
+		{"credentials env not JSON", Config{Endpoint: e.srv.URL(), CredentialsEnv: "FCMIO_TEST_NOT_JSON"}, "credentials environment variable FCMIO_TEST_NOT_JSON is not a service-account JSON key"},
 	}
+	t.Setenv("FCMIO_TEST_NOT_JSON", secret)
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			c, err := NewClient(context.Background(), tt.cfg)

@@ -24,22 +24,27 @@ const (
 	DefaultBaseBackoff = 100 * time.Millisecond
 	DefaultMaxBackoff  = 5 * time.Second
 	DefaultTimeout     = 10 * time.Second
+	// DefaultMaxRetryAfter is the default wait budget of one Push.
+	DefaultMaxRetryAfter = 30 * time.Second
 )
 
 // Config configures a Client. Zero fields take the defaults above.
 //
-// Credentials come from one of three places:
+// Credentials come from one of four places:
 //   - CredentialsFile set: that service-account JSON key file, for Endpoint
 //     or Google's;
-//   - neither CredentialsFile nor Endpoint set: Google's Application Default
-//     Credentials (GOOGLE_APPLICATION_CREDENTIALS, the GCE/GKE metadata
-//     server, gcloud's);
-//   - Endpoint set without CredentialsFile: none, for a test double such as
-//     an fcmiotest.Server.
+//   - CredentialsEnv set: the service-account JSON key held by that
+//     environment variable (of the worker), likewise;
+//   - none of CredentialsFile, CredentialsEnv and Endpoint set: Google's
+//     Application Default Credentials (GOOGLE_APPLICATION_CREDENTIALS, the
+//     GCE/GKE metadata server, gcloud's);
+//   - Endpoint set without either: none, for a test double such as an
+//     fcmiotest.Server.
 //
-// Config holds a file path, never key material. String, GoString and
-// LogValue redact a password in the Endpoint URL, so a Config may be printed
-// and logged.
+// Config holds a file path or a variable's name, never key material: a
+// Config is shipped to Beam workers inside the job graph, and NewClient (on
+// the worker) reads the key. String, GoString and LogValue redact a
+// password in the Endpoint URL, so a Config may be printed and logged.
 type Config struct {
 	// Endpoint is the FCM base URL, without "/v1" ("" is DefaultEndpoint):
 	// an https:// URL, or http:// for a test double (with credentials only
@@ -51,6 +56,9 @@ type Config struct {
 	ProjectID string
 	// CredentialsFile is a service-account JSON key file (see above).
 	CredentialsFile string
+	// CredentialsEnv is the name of an environment variable holding a
+	// service-account JSON key, instead of CredentialsFile (see above).
+	CredentialsEnv string
 
 	// Concurrency bounds requests in flight over the whole Client (default
 	// 64), and the idle connections kept to the endpoint.
@@ -65,6 +73,12 @@ type Config struct {
 	// Timeout bounds each attempt (default 10s), the access token fetch
 	// included.
 	Timeout time.Duration
+	// MaxRetryAfter bounds the total time one Push waits between its
+	// attempts, backoffs and Retry-Afters (the larger of the two before each
+	// retry) included (default 30s); ctx's deadline bounds it too. A wait
+	// that would exceed what is left of it is not slept: the Push returns
+	// its last answer as a Result with Retryable and RetryAfter set.
+	MaxRetryAfter time.Duration
 }
 
 // withDefaults returns c with its zero fields set to the defaults. Endpoint
@@ -86,6 +100,9 @@ func (c Config) withDefaults() Config {
 	if c.Timeout == 0 {
 		c.Timeout = DefaultTimeout
 	}
+	if c.MaxRetryAfter == 0 {
+		c.MaxRetryAfter = DefaultMaxRetryAfter
+	}
 	return c
 }
 
@@ -98,7 +115,9 @@ func (c Config) endpoint() string {
 }
 
 // authenticated reports whether the Client sends access tokens.
-func (c Config) authenticated() bool { return c.CredentialsFile != "" || c.Endpoint == "" }
+func (c Config) authenticated() bool {
+	return c.CredentialsFile != "" || c.CredentialsEnv != "" || c.Endpoint == ""
+}
 
 // Validate reports what is wrong with c, all problems at once. It does not
 // read the credentials file; NewClient does.
@@ -113,11 +132,16 @@ func (c Config) Validate() error {
 		add("endpoint %q is not an https://host[:port] URL", redactURL(c.Endpoint))
 	case u.Path != "" && u.Path != "/":
 		add("endpoint %q has a path; give the base URL (the client adds /v1)", redactURL(c.Endpoint))
+	case u.User != nil && hasPassword(u.User):
+		add("endpoint %q carries a password: a Config is shipped in the job graph; put credentials in a file or an environment variable", redactURL(c.Endpoint))
 	case u.Scheme == "http" && c.authenticated() && !loopback(u.Hostname()):
 		add("endpoint %q is plain http to a non-loopback host: access tokens would cross the network in clear; use https", redactURL(c.Endpoint))
 	}
-	if c.ProjectID == "" && c.CredentialsFile == "" {
-		add("no project ID: set it, or a credentials file with a project_id")
+	if c.CredentialsFile != "" && c.CredentialsEnv != "" {
+		add("both a credentials file and a credentials environment variable are set; choose one")
+	}
+	if c.ProjectID == "" && c.CredentialsFile == "" && c.CredentialsEnv == "" {
+		add("no project ID: set it, or credentials (a file or an environment variable) with a project_id")
 	}
 	if strings.ContainsAny(c.ProjectID, "/?#% \t\n") {
 		add("project ID %q is not a project ID", c.ProjectID)
@@ -128,13 +152,18 @@ func (c Config) Validate() error {
 	if c.MaxAttempts < 0 {
 		add("max attempts %d is negative", c.MaxAttempts)
 	}
-	if c.BaseBackoff < 0 || c.MaxBackoff < 0 || c.Timeout < 0 {
-		add("negative duration (base backoff %v, max backoff %v, timeout %v)", c.BaseBackoff, c.MaxBackoff, c.Timeout)
+	if c.BaseBackoff < 0 || c.MaxBackoff < 0 || c.Timeout < 0 || c.MaxRetryAfter < 0 {
+		add("negative duration (base backoff %v, max backoff %v, timeout %v, max retry-after %v)", c.BaseBackoff, c.MaxBackoff, c.Timeout, c.MaxRetryAfter)
 	}
 	if c.BaseBackoff > c.MaxBackoff {
 		add("base backoff %v exceeds max backoff %v", c.BaseBackoff, c.MaxBackoff)
 	}
 	return errors.Join(errs...)
+}
+
+func hasPassword(u *url.Userinfo) bool {
+	_, ok := u.Password()
+	return ok
 }
 
 func loopback(host string) bool {
@@ -156,9 +185,9 @@ func redactURL(raw string) string {
 
 // String describes c with a password in Endpoint redacted.
 func (c Config) String() string {
-	return fmt.Sprintf("fcmio.Config{Endpoint:%q ProjectID:%q CredentialsFile:%q Concurrency:%d MaxAttempts:%d BaseBackoff:%v MaxBackoff:%v Timeout:%v}",
-		redactURL(c.Endpoint), c.ProjectID, c.CredentialsFile,
-		c.Concurrency, c.MaxAttempts, c.BaseBackoff, c.MaxBackoff, c.Timeout)
+	return fmt.Sprintf("fcmio.Config{Endpoint:%q ProjectID:%q CredentialsFile:%q CredentialsEnv:%q Concurrency:%d MaxAttempts:%d BaseBackoff:%v MaxBackoff:%v Timeout:%v MaxRetryAfter:%v}",
+		redactURL(c.Endpoint), c.ProjectID, c.CredentialsFile, c.CredentialsEnv,
+		c.Concurrency, c.MaxAttempts, c.BaseBackoff, c.MaxBackoff, c.Timeout, c.MaxRetryAfter)
 }
 
 // GoString is String, so that %#v redacts too.
@@ -171,10 +200,12 @@ func (c Config) LogValue() slog.Value {
 		slog.String("endpoint", redactURL(c.Endpoint)),
 		slog.String("project_id", c.ProjectID),
 		slog.String("credentials_file", c.CredentialsFile),
+		slog.String("credentials_env", c.CredentialsEnv),
 		slog.Int("concurrency", c.Concurrency),
 		slog.Int("max_attempts", c.MaxAttempts),
 		slog.Duration("base_backoff", c.BaseBackoff),
 		slog.Duration("max_backoff", c.MaxBackoff),
 		slog.Duration("timeout", c.Timeout),
+		slog.Duration("max_retry_after", c.MaxRetryAfter),
 	)
 }

@@ -2,8 +2,12 @@ package fcmio_test
 
 import (
 	"bytes"
+	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -33,6 +37,10 @@ func TestConfigValidate(t *testing.T) {
 			c.Concurrency, c.MaxAttempts, c.BaseBackoff, c.MaxBackoff, c.Timeout = 8, 1, time.Millisecond, time.Second, time.Second
 		}), ""},
 		{"no project", fcmio.Config{Endpoint: "http://127.0.0.1:4000"}, "no project ID"},
+		{"project from the key in env", fcmio.Config{CredentialsEnv: "FCM_CREDENTIALS"}, ""},
+		{"file and env", edit(prod, func(c *fcmio.Config) { c.CredentialsEnv = "FCM_CREDENTIALS" }), "choose one"},
+		{"password in the endpoint", edit(prod, func(c *fcmio.Config) { c.Endpoint = "https://u:pw@fcm-proxy.example.com" }), "password"},
+		{"negative max retry-after", edit(prod, func(c *fcmio.Config) { c.MaxRetryAfter = -time.Second }), "negative duration"},
 		{"project with a slash", edit(prod, func(c *fcmio.Config) { c.ProjectID = "a/b" }), "not a project ID"},
 		{"token in clear over the network", edit(prod, func(c *fcmio.Config) { c.Endpoint = "http://fcm.example.com" }), "plain http"},
 		{"endpoint with /v1", edit(prod, func(c *fcmio.Config) { c.Endpoint = "https://fcm.googleapis.com/v1" }), "has a path"},
@@ -95,5 +103,46 @@ func TestConfigRedactsSecrets(t *testing.T) {
 	}
 	if s := c.String(); !strings.Contains(s, "/secrets/sa.json") || !strings.Contains(s, "my-project") {
 		t.Errorf("String() = %s, want the credentials file path and project", s)
+	}
+}
+
+// TestConfigHoldsNoSecret: a Config, as shipped to workers in the job graph
+// (JSON, as Beam encodes a DoFn's exported fields) and as printed or logged,
+// names where the key is, never the key, also after a Client was made with
+// it.
+func TestConfigHoldsNoSecret(t *testing.T) {
+	const secret = "-----BEGIN PRIVATE KEY-----hunter2"
+	key := `{"type":"service_account","project_id":"p","private_key":"` + secret + `"}`
+	t.Setenv("FCMIO_TEST_KEY", key)
+	keyFile := filepath.Join(t.TempDir(), "sa.json")
+	if err := os.WriteFile(keyFile, []byte(key), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []fcmio.Config{
+		{Endpoint: "http://127.0.0.1:1", CredentialsFile: keyFile},
+		{Endpoint: "http://127.0.0.1:1", CredentialsEnv: "FCMIO_TEST_KEY"},
+	} {
+		if _, err := fcmio.NewClient(context.Background(), c); err == nil || strings.Contains(err.Error(), "hunter2") {
+			t.Errorf("NewClient(%v) = %v, want a key error without the key", c, err)
+		}
+		j, err := json.Marshal(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var jsonLog bytes.Buffer
+		slog.New(slog.NewJSONHandler(&jsonLog, nil)).Info("config", "fcm", c)
+		for name, out := range map[string]string{
+			"json.Marshal": string(j),
+			"%#v":          fmt.Sprintf("%#v", c),
+			"%+v":          fmt.Sprintf("%+v", c),
+			"slog JSON":    jsonLog.String(),
+		} {
+			if strings.Contains(out, "hunter2") {
+				t.Errorf("%s of Config = %s, shows the key", name, out)
+			}
+			if !strings.Contains(out, c.CredentialsFile+c.CredentialsEnv) {
+				t.Errorf("%s of Config = %s, want where the key is", name, out)
+			}
+		}
 	}
 }

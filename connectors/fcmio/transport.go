@@ -5,8 +5,9 @@ import (
 	"errors"
 	"io"
 	"net/http"
-	"strconv"
 	"time"
+
+	"github.com/pushflow/pushflow/connectors/internal/attempts"
 )
 
 // The firebase SDK retries on its own: a 503 answer and any transport
@@ -66,7 +67,7 @@ func (t *attemptTransport) RoundTrip(req *http.Request) (*http.Response, error) 
 		return nil, err
 	}
 	st.status = resp.StatusCode
-	st.retryAfter = parseRetryAfter(resp.Header.Get("Retry-After"), time.Now())
+	st.retryAfter = attempts.ParseRetryAfter(resp.Header.Get("Retry-After"), time.Now())
 	if resp.StatusCode == http.StatusServiceUnavailable {
 		resp.Header.Set("Retry-After", sdkNoRetryAfter)
 	}
@@ -87,22 +88,4 @@ func (b *watchedBody) Read(p []byte) (int, error) {
 		b.st.stop(errStopSDKRetry)
 	}
 	return n, err
-}
-
-// parseRetryAfter reads a Retry-After header: delay seconds or an HTTP date.
-// 0 when absent, malformed or past.
-func parseRetryAfter(v string, now time.Time) time.Duration {
-	if v == "" {
-		return 0
-	}
-	if secs, err := strconv.ParseInt(v, 10, 64); err == nil {
-		if secs <= 0 {
-			return 0
-		}
-		return time.Duration(min(secs, 1<<31)) * time.Second
-	}
-	if t, err := http.ParseTime(v); err == nil && t.After(now) {
-		return t.Sub(now)
-	}
-	return 0
 }

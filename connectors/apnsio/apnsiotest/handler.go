@@ -65,7 +65,9 @@ type answer struct {
 	status    int
 	reason    string
 	apnsID    string
-	timestamp time.Time // for 410 Unregistered
+	timestamp time.Time     // for 410 Unregistered
+	header    http.Header   // a control's extra headers
+	delay     time.Duration // a control's delay
 }
 
 // ServeHTTP answers one APNs provider API request. It makes Server an
@@ -92,7 +94,19 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	_, readErr := buf.ReadFrom(io.LimitReader(r.Body, MaxVoIPPayloadSize+1))
 
 	a := s.handle(r, buf.Bytes(), readErr)
+	if a.delay > 0 {
+		t := time.NewTimer(a.delay)
+		select {
+		case <-t.C:
+		case <-r.Context().Done():
+			t.Stop()
+			return
+		}
+	}
 	h := w.Header()
+	for k, v := range a.header {
+		h[k] = v
+	}
 	h["Apns-Id"] = []string{a.apnsID}
 	if a.status == http.StatusOK {
 		w.WriteHeader(http.StatusOK)
@@ -150,16 +164,15 @@ func (s *Server) handle(r *http.Request, payload []byte, readErr error) answer {
 		}
 	}
 
-	if s.failPending.Load() > 0 {
-		s.mu.Lock()
-		if s.failN > 0 {
-			s.failN--
-			s.failPending.Store(int64(s.failN))
-			status, reason := s.failStatus, s.failReason
-			s.mu.Unlock()
-			return fail(status, reason)
+	if s.controlled() {
+		req := &Request{Token: token, Topic: header(r, "Apns-Topic"), ApnsID: a.apnsID, Header: r.Header, Payload: payload, Received: time.Now()}
+		if c, ok := s.control(req); ok {
+			a.header, a.delay = c.Header, c.Delay
+			if c.Status == 0 {
+				c.Status = http.StatusInternalServerError
+			}
+			return fail(c.Status, c.Reason)
 		}
-		s.mu.Unlock()
 	}
 
 	for _, k := range apnsHeaders {

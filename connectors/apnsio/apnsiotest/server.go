@@ -14,7 +14,8 @@
 // Apple's status codes and reason strings, in this order: 505 HTTP2Required
 // (not HTTP/2; APNs speaks nothing else), 404 BadPath, 405 MethodNotAllowed,
 // 400 MissingDeviceToken; authentication (403 MissingProviderToken,
-// InvalidProviderToken, ExpiredProviderToken); FailNext's injected answers;
+// InvalidProviderToken, ExpiredProviderToken); FailNext's and Control's
+// injected answers;
 // 400 DuplicateHeaders, BadDeviceToken, MissingTopic, BadTopic,
 // InvalidPushType (unknown type, or a topic without the suffix the type
 // requires, such as ".voip"), TopicDisallowed, BadMessageId, BadPriority
@@ -24,8 +25,9 @@
 // 410 Unregistered (with a timestamp), 410 ExpiredToken, 400
 // DeviceTokenNotForTopic. Every answer carries an apns-id: the request's, or
 // a fresh UUID. Tests inject failures with
-// FailNext, Unregister, Expire and BindToken, and read what was accepted with
-// Count, CountByToken and Received. A Server is safe for concurrent use.
+// FailNext, Unregister, Expire and BindToken, program faults with Control
+// (Unavailable and Throttle are ready-made ones), and read what was accepted
+// with Count, CountByToken and Received. A Server is safe for concurrent use.
 package apnsiotest
 
 import (
@@ -70,12 +72,13 @@ type Server struct {
 	requests    atomic.Int64
 	inFlight    atomic.Int64
 	maxInFlight atomic.Int64
-	failPending atomic.Int64 // > 0 while FailNext has requests left to fail
+	conns       atomic.Int64
+
+	failNext atomic.Pointer[ControlFunc] // FailNext's control; nil when none
+	ctlMu    sync.Mutex                  // serializes changes to ctl
+	ctl      atomic.Pointer[controls]
 
 	mu           sync.Mutex
-	failN        int
-	failStatus   int
-	failReason   string
 	unregistered map[string]time.Time
 	expired      map[string]bool
 	bound        map[string]string // token → base topic
@@ -118,6 +121,7 @@ func NewServer(opts ...Option) (*Server, error) {
 		byToken:      map[string]int{},
 	}
 	s.latency.Store(int64(o.latency))
+	s.ctl.Store(&controls{})
 
 	ln, err := net.Listen("tcp", o.addr)
 	if err != nil {
@@ -140,6 +144,11 @@ func NewServer(opts ...Option) (*Server, error) {
 		}
 	}
 	hs.Config.HTTP2 = &http.HTTP2Config{MaxConcurrentStreams: o.maxStreams}
+	hs.Config.ConnState = func(_ net.Conn, state http.ConnState) {
+		if state == http.StateNew {
+			s.conns.Add(1)
+		}
+	}
 	// Handshake failures from tests of bad certificates are expected: keep
 	// them out of the test output unless debug logging is on.
 	hs.Config.ErrorLog = slog.NewLogLogger(slog.Default().Handler(), slog.LevelDebug)
@@ -204,12 +213,15 @@ func (s *Server) BindToken(token, topic string) {
 // FailNext makes the next n authenticated requests fail with status and
 // reason, whatever they carry; for 429 TooManyRequests, 500
 // InternalServerError and 503 ServiceUnavailable retry tests. It replaces a
-// previous FailNext.
+// previous FailNext; it is a control (see Control) answering before the
+// others.
 func (s *Server) FailNext(n int, status int, reason string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.failN, s.failStatus, s.failReason = max(n, 0), status, reason
-	s.failPending.Store(int64(s.failN))
+	if n <= 0 {
+		s.failNext.Store(nil)
+		return
+	}
+	fn := failNextFunc(n, status, reason)
+	s.failNext.Store(&fn)
 }
 
 // Count is the number of notifications accepted (answered 200).
@@ -227,6 +239,9 @@ func (s *Server) CountByToken(token string) int {
 	return s.byToken[token]
 }
 
+// Connections is the number of connections the server has accepted.
+func (s *Server) Connections() int64 { return s.conns.Load() }
+
 // Requests is the number of requests received, whatever their answer.
 func (s *Server) Requests() int64 { return s.requests.Load() }
 
@@ -243,13 +258,16 @@ func (s *Server) Received() []Notification {
 }
 
 // Reset forgets accepted notifications, every count (Count, CountByToken,
-// Requests, MaxInFlight) and a pending FailNext. Token state (Unregister,
-// Expire, BindToken) is kept.
+// Requests, MaxInFlight, Connections), a pending FailNext and the control
+// functions. Token state (Unregister, Expire, BindToken) is kept.
 func (s *Server) Reset() {
+	s.failNext.Store(nil)
+	s.ctlMu.Lock()
+	s.ctl.Store(&controls{})
+	s.ctlMu.Unlock()
+	s.conns.Store(0)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.failN = 0
-	s.failPending.Store(0)
 	s.count = 0
 	s.byToken = map[string]int{}
 	s.records = nil

@@ -76,12 +76,13 @@ var bufPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 
 // answer is the server's response to one send.
 type answer struct {
-	status     int
-	code       string // FcmError code; "" for none
-	message    string
-	field      string // a BadRequest field violation; "" for none
-	retryAfter time.Duration
-	name       string // of an accepted message
+	header  http.Header   // a control's extra headers
+	delay   time.Duration // a control's delay
+	status  int
+	code    string // FcmError code; "" for none
+	message string
+	field   string // a BadRequest field violation; "" for none
+	name    string // of an accepted message
 }
 
 // sendRequest is FCM's SendMessageRequest.
@@ -141,12 +142,20 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 
 	a := s.handle(r, buf.Bytes(), readErr)
-	h := w.Header()
-	h["Content-Type"] = []string{"application/json; charset=UTF-8"}
-	if a.retryAfter > 0 {
-		secs := int64((a.retryAfter + time.Second - 1) / time.Second)
-		h["Retry-After"] = []string{strconv.FormatInt(secs, 10)}
+	if a.delay > 0 {
+		t := time.NewTimer(a.delay)
+		select {
+		case <-t.C:
+		case <-r.Context().Done():
+			t.Stop()
+			return
+		}
 	}
+	h := w.Header()
+	for k, v := range a.header {
+		h[k] = v
+	}
+	h["Content-Type"] = []string{"application/json; charset=UTF-8"}
 	w.WriteHeader(a.status)
 	if a.status == http.StatusOK {
 		body := make([]byte, 0, 64)
@@ -212,22 +221,24 @@ func (s *Server) handle(r *http.Request, body []byte, readErr error) answer {
 		}
 	}
 
-	if s.failPending.Load() > 0 {
-		s.mu.Lock()
-		if s.failN > 0 {
-			s.failN--
-			s.failPending.Store(int64(s.failN))
-			a := fail(s.failStatus, s.failCode, messages[s.failCode], "")
-			s.mu.Unlock()
+	if s.controlled() {
+		if c, ok := s.control(controlRequest(r, project, body)); ok {
+			if c.Status == 0 {
+				c.Status = http.StatusInternalServerError
+			}
+			a := fail(c.Status, c.Code, c.Message, "")
+			if a.message == "" {
+				a.message = messages[c.Code]
+			}
 			if a.message == "" {
 				a.message = http.StatusText(a.status)
 			}
-			if a.status == http.StatusTooManyRequests || a.status == http.StatusServiceUnavailable {
-				a.retryAfter = time.Duration(s.retryAfter.Load())
+			a.header, a.delay = c.Header, c.Delay
+			if a.status == http.StatusOK {
+				a.name = "projects/" + project + "/messages/controlled"
 			}
 			return a
 		}
-		s.mu.Unlock()
 	}
 
 	if readErr != nil {

@@ -21,7 +21,7 @@
 // HTTP statuses, Google RPC statuses and FcmError codes, in this order:
 // 404 NOT_FOUND (not POST .../messages:send, or a project unknown under
 // WithProjects); authentication under WithAuth (401 UNAUTHENTICATED, 403
-// PERMISSION_DENIED); FailNext's injected answers; 400 INVALID_ARGUMENT for a
+// PERMISSION_DENIED); FailNext's and Control's injected answers; 400 INVALID_ARGUMENT for a
 // body that is not the JSON of a SendMessageRequest (no FcmError detail,
 // as FCM), then with an FcmError INVALID_ARGUMENT detail: not exactly one of
 // token, topic and condition; a malformed registration token or topic; a
@@ -35,8 +35,9 @@
 // "projects/{p}/messages/fake_message_id" and not delivered; any other is
 // accepted with a fresh "projects/{p}/messages/{id}".
 //
-// Tests inject failures with FailNext, Unregister and BindToken, and read what
-// was accepted with Count, CountByToken and Received. A Server is safe for
+// Tests inject failures with FailNext, Unregister and BindToken, program
+// faults with Control (Unavailable and Throttle are ready-made ones), and
+// read what was accepted with Count, CountByToken and Received. A Server is safe for
 // concurrent use.
 package fcmiotest
 
@@ -91,13 +92,13 @@ type Server struct {
 	inFlight    atomic.Int64
 	maxInFlight atomic.Int64
 	conns       atomic.Int64
-	failPending atomic.Int64 // > 0 while FailNext has requests left to fail
 	seq         atomic.Uint64
 
+	failNext atomic.Pointer[ControlFunc] // FailNext's control; nil when none
+	ctlMu    sync.Mutex                  // serializes changes to ctl
+	ctl      atomic.Pointer[controls]
+
 	mu           sync.Mutex
-	failN        int
-	failStatus   int
-	failCode     string
 	unregistered map[string]bool
 	bound        map[string]string // token → project
 	count        int64
@@ -129,6 +130,7 @@ func NewServer(opts ...Option) (*Server, error) {
 	}
 	s.latency.Store(int64(o.latency))
 	s.retryAfter.Store(int64(o.retryAfter))
+	s.ctl.Store(&controls{})
 
 	ln, err := net.Listen("tcp", o.addr)
 	if err != nil {
@@ -194,12 +196,15 @@ func (s *Server) BindToken(token, project string) {
 // code (none when code is ""), whatever they carry: for QUOTA_EXCEEDED (429),
 // INTERNAL (500), UNAVAILABLE (503) and THIRD_PARTY_AUTH_ERROR (401) tests.
 // 429 and 503 answers carry a Retry-After header (see WithRetryAfter). It
-// replaces a previous FailNext.
+// replaces a previous FailNext; it is a control (see Control) answering
+// before the others.
 func (s *Server) FailNext(n int, httpStatus int, code string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.failN, s.failStatus, s.failCode = max(n, 0), httpStatus, code
-	s.failPending.Store(int64(s.failN))
+	if n <= 0 {
+		s.failNext.Store(nil)
+		return
+	}
+	fn := failNextFunc(n, httpStatus, code, func() time.Duration { return time.Duration(s.retryAfter.Load()) })
+	s.failNext.Store(&fn)
 }
 
 // Count is the number of messages accepted for delivery (validate_only
@@ -240,13 +245,16 @@ func (s *Server) Received() []Message {
 }
 
 // Reset forgets accepted messages, every count (Count, CountByToken,
-// Requests, MaxInFlight) and a pending FailNext. Token state (Unregister,
-// BindToken), service accounts and access tokens are kept.
+// Requests, MaxInFlight; not Connections), a pending FailNext and the
+// control functions. Token state (Unregister, BindToken), service accounts
+// and access tokens are kept.
 func (s *Server) Reset() {
+	s.failNext.Store(nil)
+	s.ctlMu.Lock()
+	s.ctl.Store(&controls{})
+	s.ctlMu.Unlock()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.failN = 0
-	s.failPending.Store(0)
 	s.count = 0
 	s.byToken = map[string]int{}
 	s.records = nil
