@@ -51,6 +51,9 @@ type Config struct {
 	// one batch at a time.
 	FlushRecipients int
 	Filter          filter.Config
+	// AudienceRoots are the directories file targets may name files
+	// under; empty = file targets are refused (expand.Config.AudienceRoots).
+	AudienceRoots []string
 }
 
 // Validate checks cfg before any graph is built.
@@ -239,7 +242,7 @@ func Paced(pc pace.Config) bool {
 // requests; bp, when set, holds large expansions back while the pacer is
 // full. It returns the lane's DeliveryEvents and DeadLetters.
 func lane(s beam.Scope, cfg Config, reqs beam.PCollection, sendCfg send.Config, pacer func(beam.Scope, beam.PCollection) beam.PCollection, bp *expand.Backpressure) (events, dead beam.PCollection) {
-	batches, expandEvents, dead := expand.Targets(s, reqs, expand.Config{RedisAddr: cfg.RedisAddr, BatchSize: cfg.BatchSize, Backpressure: bp})
+	batches, expandEvents, dead := expand.Targets(s, reqs, expand.Config{RedisAddr: cfg.RedisAddr, BatchSize: cfg.BatchSize, Backpressure: bp, AudienceRoots: cfg.AudienceRoots})
 	fcfg := cfg.Filter
 	fcfg.RedisAddr, fcfg.FlushRecipients = cfg.RedisAddr, cfg.FlushRecipients
 	kept, filterEvents := filter.Apply(s, batches, fcfg)
