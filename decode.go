@@ -17,7 +17,10 @@ package pushflow
 // Conventions shared by every decoder: unknown fields are ignored, field
 // names match exactly (case-sensitive), a field whose value is null counts as
 // absent, an empty array or object normalises to nil, integers must be JSON
-// integers (no fraction or exponent), and times are RFC 3339 strings.
+// integers (no fraction or exponent), times are RFC 3339 strings, and every
+// string of the record (keys included, known fields or not) is valid UTF-8
+// with no lone UTF-16 surrogate escape: that is checked on the raw bytes,
+// right after parsing, so it is reported before any type or value rule.
 
 import (
 	"bytes"
@@ -234,7 +237,10 @@ func (n *Notification) UnmarshalJSON(b []byte) error {
 }
 
 // parseObject parses b as exactly one JSON object, numbers kept as
-// json.Number.
+// json.Number. A string anywhere in it (a key or a value, of a known field
+// or not) that is not valid UTF-8 or escapes a lone UTF-16 surrogate is a
+// *ValidationError naming the first such string (see checkText): the JSON
+// parser would have replaced its bad text with U+FFFD.
 func parseObject(b []byte) (map[string]any, error) {
 	if len(b) > MaxRecordBytes {
 		return nil, &DecodeError{Problem: fmt.Sprintf("record is %d bytes, want at most %d", len(b), MaxRecordBytes)}
@@ -263,6 +269,9 @@ func parseObject(b []byte) (map[string]any, error) {
 	m, ok := v.(map[string]any)
 	if !ok {
 		return nil, &DecodeError{Problem: "want a JSON object, got " + jsonKind(v)}
+	}
+	if err := checkText(b); err != nil {
+		return nil, err
 	}
 	return m, nil
 }

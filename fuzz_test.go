@@ -61,6 +61,10 @@ func FuzzDecodePushRequest(f *testing.F) {
 		`{"v":1,"id":"r-9","app":"a","target":{"broadcast":false},"notification":{"title":"t","badge":"1"}}`,
 		`{"v":1,"id":"r-10","app":"a","target":{"tags":"a AND ()"},"notification":{"title":"t","data":{"k":1}}}`,
 		`{"v":2,"id":"r","app":"a b","target":{},"notification":{"title":"t"},"created_at":"yesterday"}`,
+		"{\"v\":1,\"id\":\"r-11\",\"app\":\"a\",\"target\":{\"users\":[\"u\xff\"]},\"notification\":{\"title\":\"Gr\xfc\xdfe\",\"data\":{\"k\xc3\":\"v\"}}}",
+		`{"v":1,"id":"r-12","app":"a","target":{"users":["u1"]},"notification":{"title":"a\ud800b","body":"\ud83d\ude00","data":{"\udc00":"\\ud800"}}}`,
+		`{"v":1,"id":"r-13","app":"a","target":{"file":"/etc/passwd"},"notification":{"title":"t"}}`,
+		`{"v":1,"id":"r-14","app":"a","target":{"users":["root:x:0:0","u 1",""]},"notification":{"title":"t"}}`,
 	}
 	for _, s := range append(seeds, garbageSeeds...) {
 		f.Add([]byte(s))

@@ -10,7 +10,9 @@ import (
 	"strings"
 	"sync"
 	"time"
-	_ "time/tzdata" // time zones resolve on workers without a zoneinfo database
+	_ "time/tzdata"
+	"unicode"
+	"unicode/utf8" // time zones resolve on workers without a zoneinfo database
 )
 
 // Limits enforced by validation.
@@ -32,7 +34,53 @@ const (
 	MaxIOSTokenLen = 200
 	// MaxAndroidTokenBytes is the longest FCM registration token.
 	MaxAndroidTokenBytes = 4096
+	// MaxUserIDBytes is the longest user id (see ValidUserID).
+	MaxUserIDBytes = 256
 )
+
+// ValidUserID checks the one rule every user id follows, wherever it comes
+// from (target.users, a device event, a click, a line of an audience file):
+// 1 to MaxUserIDBytes bytes of valid UTF-8, with no whitespace, no control
+// character, no U+FFFD (the mark of text broken upstream), and none of ':',
+// '/', '\\' and ','. Anything else goes ("u1", "user-0042", "用户-1",
+// "a@example.com"). The forbidden characters keep lines that are not ids —
+// a path, a passwd or CSV line — from ever being taken for one. The error
+// says what is wrong and where, and never repeats the id.
+func ValidUserID(s string) error {
+	switch {
+	case s == "":
+		return errors.New("must not be empty")
+	case len(s) > MaxUserIDBytes:
+		return fmt.Errorf("%d bytes, want at most %d", len(s), MaxUserIDBytes)
+	}
+	for i, r := range s {
+		switch {
+		case r == utf8.RuneError:
+			if _, size := utf8.DecodeRuneInString(s[i:]); size == 1 {
+				return fmt.Errorf("invalid UTF-8 at byte %d", i)
+			}
+			return fmt.Errorf("has U+FFFD at byte %d", i)
+		case unicode.IsSpace(r):
+			return fmt.Errorf("has whitespace at byte %d", i)
+		case unicode.IsControl(r):
+			return fmt.Errorf("has control character %U at byte %d", r, i)
+		case r == ':' || r == '/' || r == '\\' || r == ',':
+			return fmt.Errorf("has %q at byte %d (not allowed in a user id)", r, i)
+		}
+	}
+	return nil
+}
+
+// validateUserID checks the user id of field with ValidUserID.
+func validateUserID(field, id string) error {
+	if id == "" {
+		return invalid(field, "required")
+	}
+	if err := ValidUserID(id); err != nil {
+		return invalid(field, err.Error())
+	}
+	return nil
+}
 
 // pushTypes are the APNs push types accepted in Notification.PushType.
 // Empty means the sender derives it from the notification.
@@ -97,8 +145,8 @@ func invalid(field, problem string) error {
 //   - app is set, at most MaxAppBytes bytes, of ASCII letters, digits, '.',
 //     '-' and '_' (a bundle id);
 //   - priority is realtime, normal or bulk; empty means normal;
-//   - target has exactly one kind set: users or devices hold 1 to
-//     MaxTargetIDs non-empty ids; alias has a type and 1 to MaxTargetIDs
+//   - target has exactly one kind set: users hold 1 to MaxTargetIDs ids
+//     that pass ValidUserID; devices hold 1 to MaxTargetIDs non-empty ids; alias has a type and 1 to MaxTargetIDs
 //     non-empty values; tags parses with ParseTagExpr; broadcast is true;
 //     file is not empty;
 //   - notification has at least one of title, body, data or
@@ -166,7 +214,14 @@ func (t Target) validate() error {
 	}
 	switch set[0] {
 	case TargetUsers:
-		return validateIDs("target.users", t.Users)
+		if err := validateIDs("target.users", t.Users); err != nil {
+			return err
+		}
+		for i, u := range t.Users {
+			if err := ValidUserID(u); err != nil {
+				return invalid(fmt.Sprintf("target.users[%d]", i), err.Error())
+			}
+		}
 	case TargetDevices:
 		return validateIDs("target.devices", t.Devices)
 	case TargetAlias:
@@ -221,7 +276,7 @@ func (n Notification) validate(field string) error {
 //   - v is Version;
 //   - op is register, unregister or settings;
 //   - app is a bundle id as in PushRequest.Validate (it is half the Kafka
-//     key app/user_id), user_id is set;
+//     key app/user_id), user_id is set and passes ValidUserID;
 //   - register: device_id, platform (ios or android) and token are set; an
 //     ios token is hex of even length MinIOSTokenLen to MaxIOSTokenLen, an
 //     android token at most MaxAndroidTokenBytes bytes;
@@ -243,8 +298,8 @@ func (e DeviceEvent) Validate() error {
 	if err := validateApp(e.App); err != nil {
 		return err
 	}
-	if e.UserID == "" {
-		return invalid("user_id", "required")
+	if err := validateUserID("user_id", e.UserID); err != nil {
+		return err
 	}
 	switch e.Op {
 	case OpRegister:
@@ -334,7 +389,7 @@ func validateNonEmpty(field string, list []string) error {
 // Validate checks the value rules of a click event and returns the first
 // broken one, in this order, as a *ValidationError: v is Version;
 // request_id is set; app is a bundle id as in PushRequest.Validate; user_id
-// is set; action is received, opened, clicked or dismissed; at is set.
+// is set and passes ValidUserID; action is received, opened, clicked or dismissed; at is set.
 func (e ClickEvent) Validate() error {
 	if err := validateVersion(e.V); err != nil {
 		return err
@@ -345,8 +400,8 @@ func (e ClickEvent) Validate() error {
 	if err := validateApp(e.App); err != nil {
 		return err
 	}
-	if e.UserID == "" {
-		return invalid("user_id", "required")
+	if err := validateUserID("user_id", e.UserID); err != nil {
+		return err
 	}
 	if err := oneOf("action", e.Action, ActionReceived, ActionOpened, ActionClicked, ActionDismissed); err != nil {
 		return err

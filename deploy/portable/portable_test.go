@@ -213,6 +213,7 @@ func runScenario(t *testing.T, ctx context.Context, root string, bins binaries, 
 		concat(common, envFlags(bins.dispatch), []string{"--job_name=" + dispatchJob,
 			"--apns_endpoint=" + st.APNsURL, "--apns_ca_file=" + st.APNsCAFile,
 			"--apns_key_file=" + st.APNsKeyFile, "--apns_key_id=" + st.APNsKeyID, "--apns_team_id=" + st.APNsTeamID,
+			"--audience_roots=testdata", // relative, like the file target: resolved in the worker's cwd
 			"--fcm_endpoint=" + st.FCMURL, "--fcm_project_id=" + st.FCMProjectID,
 			"--delivery_table=file://" + tableDir})...)
 	tDispatch := time.Since(began) - tRegistry

@@ -73,7 +73,7 @@ func run(ctx context.Context, registryBin, dispatchBin, testdata, out, logLevel 
 		"--apns_endpoint="+st.APNsURL, "--apns_ca_file="+st.APNsCAFile,
 		"--apns_key_file="+st.APNsKeyFile, "--apns_key_id="+st.APNsKeyID, "--apns_team_id="+st.APNsTeamID,
 		"--fcm_endpoint="+st.FCMURL, "--fcm_project_id="+st.FCMProjectID,
-		"--delivery_table="+table)...); err != nil {
+		"--delivery_table="+table, "--audience_roots="+testdata)...); err != nil {
 		return err
 	}
 

@@ -58,6 +58,9 @@ type Config struct {
 	// Run identifies this run for the ledger; Build picks a fresh one when
 	// it is empty.
 	Run string
+	// AudienceRoots are the directories file targets may name files
+	// under; empty = file targets are refused (expand.Config.AudienceRoots).
+	AudienceRoots []string
 }
 
 // Validate checks cfg before any graph is built.
@@ -277,7 +280,7 @@ func Paced(pc pace.Config) bool {
 // full. It returns the lane's DeliveryEvents and DeadLetters.
 func lane(s beam.Scope, cfg Config, reqs beam.PCollection, sendCfg send.Config, pacer func(beam.Scope, beam.PCollection) beam.PCollection, bp *expand.Backpressure) (events, dead beam.PCollection) {
 	lc := cfg.ledgerConfig()
-	batches, expandEvents, dead := expand.Targets(s, reqs, expand.Config{RedisAddr: cfg.RedisAddr, BatchSize: cfg.BatchSize, Backpressure: bp, Ledger: lc.Name})
+	batches, expandEvents, dead := expand.Targets(s, reqs, expand.Config{RedisAddr: cfg.RedisAddr, BatchSize: cfg.BatchSize, Backpressure: bp, AudienceRoots: cfg.AudienceRoots, Ledger: lc.Name})
 	fcfg := cfg.Filter
 	fcfg.RedisAddr, fcfg.FlushRecipients = cfg.RedisAddr, cfg.FlushRecipients
 	kept, filterEvents := filter.Apply(s, batches, fcfg)

@@ -86,6 +86,7 @@ func runTestdata(t *testing.T, mutate func(*Config)) {
 		DeliveryTable:       "file://" + table,
 		BatchSize:           2, // several batches per request
 		RealtimeConcurrency: 8,
+		AudienceRoots:       []string{filepath.Dir(abs)},
 	}
 	if mutate != nil {
 		mutate(&cfg)

@@ -65,6 +65,10 @@ func main() {
 	fs.IntVar(&cfg.Filter.FrequencyCap, "frequency_cap", 0, "most notifications per user, category and UTC day; 0 = no cap")
 	fs.Float64Var(&cfg.Filter.MinInterest, "min_interest", 0, "drop recipients whose interest score for the category is known and below this; 0 = off")
 	fs.BoolVar(&cfg.Ledger, "ledger", true, "keep a durable record in Redis of every request read and not yet finished, and replay what a killed run left open (crash safety on any runner); false: a crash loses what was in flight")
+	fs.Func("audience_roots", "file targets may only name files under these directories (comma-separated; relative ones resolve against the worker's working directory); empty = file targets are refused. The dev stack defaults it to --testdata", func(v string) error {
+		cfg.AudienceRoots = splitList(v)
+		return nil
+	})
 	testdata := fs.String("testdata", "testdata", "dev stack only: directory with devices.jsonl, requests.jsonl and apns-unregistered.txt to seed")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: dispatch [flags]\n\nReads push requests from Kafka and delivers them (see README.md).\nWithout --kafka_brokers it runs on the embedded dev stack seeded from --testdata.\n\nFlags:\n")
@@ -120,6 +124,9 @@ func startDev(ctx context.Context, cfg *Config, dir string) (*devstack.Stack, er
 	cfg.APNs.Endpoint, cfg.APNs.CAFile = st.APNsURL, st.APNsCAFile
 	cfg.APNs.KeyFile, cfg.APNs.KeyID, cfg.APNs.TeamID, cfg.APNs.CertFile = st.APNsKeyFile, st.APNsKeyID, st.APNsTeamID, ""
 	cfg.FCM.Endpoint, cfg.FCM.ProjectID, cfg.FCM.CredentialsFile = st.FCMURL, st.FCMProjectID, ""
+	if len(cfg.AudienceRoots) == 0 {
+		cfg.AudienceRoots = []string{dir} // requests.jsonl targets testdata/audience.txt
+	}
 	if cfg.DeliveryTable == "" {
 		// Outlives the stack so the table can be queried after the run.
 		dir := filepath.Join(os.TempDir(), "pushflow-dev", "deliveries")
@@ -142,6 +149,17 @@ func startDev(ctx context.Context, cfg *Config, dir string) (*devstack.Stack, er
 		return nil, err
 	}
 	return st, nil
+}
+
+// splitList splits a comma-separated flag value, dropping empty items.
+func splitList(v string) []string {
+	var out []string
+	for _, s := range strings.Split(v, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			out = append(out, s)
+		}
+	}
+	return out
 }
 
 // parseRates parses "name=qps,name=qps".

@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -221,7 +222,9 @@ func requestHeader(b []byte) header {
 	}
 	str := func(k string) string {
 		var s string
-		if json.Unmarshal(m[k], &s) != nil {
+		// json.Unmarshal turns broken text into U+FFFD: an id of broken
+		// text is not the request's id, so it is not repeated in an event.
+		if json.Unmarshal(m[k], &s) != nil || strings.ContainsRune(s, utf8.RuneError) {
 			return ""
 		}
 		return s

@@ -141,6 +141,10 @@ func TestRequestsFnRejects(t *testing.T) {
 	hugeBody := strings.Repeat("x", 5200)
 	hugeSize := payloadSize(t, hugeBody, "voip")
 	nonUTF8 := []byte{'{', 0xff, 0xfe, '"', 0x80, '}'}
+	badTitle := "{\"v\":1,\"id\":\"bad-5\",\"app\":\"com.example.news\",\"target\":{\"users\":[\"u1\"]},\"notification\":{\"title\":\"Gr\xfc\xdfe\"}}"
+	badID := "{\"v\":1,\"id\":\"bad-\xff\",\"app\":\"com.example.news\",\"target\":{\"users\":[\"u1\"]},\"notification\":{\"title\":\"t\"}}"
+	loneSurrogate := `{"v":1,"id":"bad-6","app":"com.example.news","target":{"users":["u1"]},"notification":{"title":"t","data":{"k":"\ud800"}}}`
+	passwdUser := `{"v":1,"id":"bad-7","app":"com.example.news","target":{"users":["root:x:0:0:root:/root:/bin/bash"]},"notification":{"title":"t"}}`
 
 	for _, tt := range []struct {
 		name      string
@@ -213,6 +217,50 @@ func TestRequestsFnRejects(t *testing.T) {
 			stage:  pushflow.StageValidate,
 			reason: "id: want string, got number",
 			raw:    `{"v":1,"id":7,"app":"com.example.news","target":{"users":["u1"]},"notification":{"title":"x"}}`,
+		},
+		{
+			name:    "invalid UTF-8 in the title",
+			value:   badTitle,
+			stage:   pushflow.StageValidate,
+			reason:  fmt.Sprintf("notification.title: invalid UTF-8 at byte %d", strings.IndexByte(badTitle, 0xfc)),
+			raw:     base64.StdEncoding.EncodeToString([]byte(badTitle)),
+			rawEnc:  "base64",
+			eventID: "bad-5",
+			eventMeta: pushflow.DeliveryEvent{
+				App: "com.example.news", Priority: pushflow.PriorityNormal,
+			},
+		},
+		{
+			// The id is broken text itself: no event, whose request_id
+			// would carry U+FFFD, only the dead letter.
+			name:   "invalid UTF-8 in the id",
+			value:  badID,
+			stage:  pushflow.StageValidate,
+			reason: fmt.Sprintf("id: invalid UTF-8 at byte %d", strings.IndexByte(badID, 0xff)),
+			raw:    base64.StdEncoding.EncodeToString([]byte(badID)),
+			rawEnc: "base64",
+		},
+		{
+			name:    "lone surrogate escape in data",
+			value:   loneSurrogate,
+			stage:   pushflow.StageValidate,
+			reason:  fmt.Sprintf(`notification.data.k: lone UTF-16 surrogate escape \ud800 at byte %d`, strings.Index(loneSurrogate, `\ud800`)),
+			raw:     loneSurrogate,
+			eventID: "bad-6",
+			eventMeta: pushflow.DeliveryEvent{
+				App: "com.example.news", Priority: pushflow.PriorityNormal,
+			},
+		},
+		{
+			name:    "a passwd line as a user id",
+			value:   passwdUser,
+			stage:   pushflow.StageValidate,
+			reason:  "target.users[0]: has ':' at byte 4 (not allowed in a user id)",
+			raw:     passwdUser,
+			eventID: "bad-7",
+			eventMeta: pushflow.DeliveryEvent{
+				App: "com.example.news", Priority: pushflow.PriorityNormal,
+			},
 		},
 		{
 			name:    "APNs payload too large",

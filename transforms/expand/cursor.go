@@ -35,6 +35,14 @@ type Cursor struct {
 	// reports a batch at least that new, the slice counts as in transit.
 	LastAt int64
 	LastN  int64
+	// Line counts the lines of a file audience read so far; Invalid the
+	// ones skipped as not user ids, FirstInvalid the number (from 1) of the
+	// first such line and InvalidProblem what was wrong with it (never the
+	// line itself), for the request's one invalid_audience_line event.
+	Line           int64
+	Invalid        int64
+	FirstInvalid   int64
+	InvalidProblem string
 	// Started is set once the app check ran (and its outcome was emitted).
 	Started bool
 	// Done is set when the audience is exhausted.

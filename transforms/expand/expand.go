@@ -25,17 +25,37 @@
 // campaign and concurrently expanding request, whatever the audience size,
 // and the rest of the audience stays in Redis until the pacer is ready for
 // it.
+//
+// # File audiences
+//
+// A file target (a local path or file:// URI, one user id per line) is read
+// only when it lies under one of Config.AudienceRoots; with no root
+// configured every file target is refused. The path is checked lexically
+// first (made absolute and cleaned, so ".." cannot climb out; a proper
+// path-prefix check), so nothing outside the roots is opened or even
+// stat'ed; it is then opened through os.Root, which follows symbolic links
+// only while they stay inside the root (an absolute link, or one that
+// climbs out, is refused). A refused request gets one event, reason
+// ReasonFileRefused, and a dead letter with the path and the roots; none
+// of its recipients exist.
+//
+// Every line that is not blank or a # comment must be a user id
+// (pushflow.ValidUserID, after trimming surrounding space). Lines are read
+// in slices, so a file cannot be rejected whole before its first
+// recipients go out: an invalid line is skipped, never echoed into an event
+// or a log, and counted (counter pushflow/expand_invalid_lines); at the end
+// of the file the request gets one event, reason
+// ReasonInvalidAudienceLine, and one warning with the count, the first bad
+// line's number and what was wrong with it. A line longer than 64 KiB is
+// invalid and is skipped without being held in memory.
 package expand
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
-	"io"
 	"log/slog"
-	"os"
-	"strings"
 	"time"
 
 	"github.com/apache/beam/sdks/v2/go/pkg/beam"
@@ -74,6 +94,11 @@ type Config struct {
 	// Ledger is the name of the dispatch ledger (see package ledger) that
 	// expansion reports the recipients and outcomes it emits to; "" = none.
 	Ledger string
+	// AudienceRoots are the directories file targets may name files under
+	// (a relative root, like a relative file target, is resolved against
+	// the worker's working directory). Default none: every file target is
+	// refused (ReasonFileRefused, and a dead letter).
+	AudienceRoots []string
 }
 
 // Backpressure ties the expansion to the pacer of its lane (see the
@@ -100,10 +125,12 @@ const (
 
 // Targets expands PCollection<recipient.Request> into PCollection<recipient.Batch>,
 // PCollection<pushflow.DeliveryEvent> (stage "expand": devices or aliases
-// that do not exist, files that cannot be read, requests whose audience is
-// empty, and requests for unknown apps) and PCollection<pushflow.DeadLetter>
-// (a request for an app the registry has never seen: almost always a typo
-// upstream, so it is dead-lettered as well as recorded).
+// that do not exist, files that cannot be read or are refused, audience
+// files with invalid lines, requests whose audience is empty, and requests
+// for unknown apps) and PCollection<pushflow.DeadLetter> (a request for an
+// app the registry has never seen, or for a file outside
+// Config.AudienceRoots: almost always a mistake upstream, so it is
+// dead-lettered as well as recorded).
 func Targets(s beam.Scope, reqs beam.PCollection, cfg Config) (batches, events, dead beam.PCollection) {
 	s = s.Scope("expand.Targets")
 	if cfg.RedisAddr == "" {
@@ -121,7 +148,7 @@ func Targets(s beam.Scope, reqs beam.PCollection, cfg Config) (batches, events, 
 	if cfg.SliceTime <= 0 {
 		cfg.SliceTime = DefaultSliceTime
 	}
-	fn := &expandFn{RedisAddr: cfg.RedisAddr, Ledger: cfg.Ledger, BatchSize: cfg.BatchSize, ScanCount: cfg.ScanCount, SliceMax: cfg.SliceMax, SliceTime: cfg.SliceTime}
+	fn := &expandFn{RedisAddr: cfg.RedisAddr, Ledger: cfg.Ledger, BatchSize: cfg.BatchSize, ScanCount: cfg.ScanCount, SliceMax: cfg.SliceMax, SliceTime: cfg.SliceTime, AudienceRoots: cfg.AudienceRoots}
 	if bp := cfg.Backpressure; bp != nil {
 		if bp.MaxPending <= 0 {
 			panic(fmt.Sprintf("expand.Targets: Backpressure.MaxPending must be > 0, got %d", bp.MaxPending))
@@ -139,10 +166,11 @@ var (
 	expandDrops        = beam.NewCounter("pushflow", "expand_dropped")
 	audienceSize       = beam.NewDistribution("pushflow", "expand_audience_size")
 	deadLetters        = beam.NewCounter("pushflow", "dead_letters")
-	expandSlices       = beam.NewCounter("pushflow", "expand_slices")       // calls over a large audience
-	expandPaused       = beam.NewCounter("pushflow", "expand_paused")       // slices that emitted nothing: the campaign's backlog was full
-	pacedBacklog       = beam.NewDistribution("pushflow", "expand_backlog") // campaign backlog seen by a slice
-	inTransit          = beam.NewCounter("pushflow", "expand_in_transit")   // slices that found their previous slice still in transit
+	expandSlices       = beam.NewCounter("pushflow", "expand_slices")        // calls over a large audience
+	expandPaused       = beam.NewCounter("pushflow", "expand_paused")        // slices that emitted nothing: the campaign's backlog was full
+	pacedBacklog       = beam.NewDistribution("pushflow", "expand_backlog")  // campaign backlog seen by a slice
+	inTransit          = beam.NewCounter("pushflow", "expand_in_transit")    // slices that found their previous slice still in transit
+	invalidLines       = beam.NewCounter("pushflow", "expand_invalid_lines") // lines of audience files skipped as not user ids
 )
 
 // ReasonNoRecipients is the reason of a request whose audience was empty.
@@ -155,6 +183,8 @@ type expandFn struct {
 	ScanCount int64
 	SliceMax  int
 	SliceTime time.Duration
+	// AudienceRoots confine file targets (Config.AudienceRoots).
+	AudienceRoots []string
 	// Backpressure (MaxPending 0 = off).
 	Lane       string
 	Shards     int
@@ -325,7 +355,7 @@ func (fn *expandFn) ProcessElement(ctx context.Context, rt *sdf.LockRTracker, re
 	}
 	switch k := r.Target.Kind(); k {
 	case pushflow.TargetTags, pushflow.TargetBroadcast, pushflow.TargetFile:
-		return fn.slice(ctx, c, req, k, b, drop, finish)
+		return fn.slice(ctx, c, req, k, b, drop, dead, finish)
 	}
 	c.Done = true
 	switch r.Target.Kind() {
@@ -364,7 +394,7 @@ func (fn *expandFn) ProcessElement(ctx context.Context, rt *sdf.LockRTracker, re
 
 // slice reads one slice of a large audience from c: at most SliceMax
 // recipients (fewer under backpressure) or SliceTime, then checkpoints.
-func (fn *expandFn) slice(ctx context.Context, c Cursor, req recipient.Request, kind string, b *batcher, drop func(userID, deviceID, reason string), finish func(Cursor, sdf.ProcessContinuation) (sdf.ProcessContinuation, error)) (sdf.ProcessContinuation, error) {
+func (fn *expandFn) slice(ctx context.Context, c Cursor, req recipient.Request, kind string, b *batcher, drop func(userID, deviceID, reason string), dead func(pushflow.DeadLetter), finish func(Cursor, sdf.ProcessContinuation) (sdf.ProcessContinuation, error)) (sdf.ProcessContinuation, error) {
 	r := req.Req
 	expandSlices.Inc(ctx, 1)
 	limit := int64(fn.SliceMax)
@@ -397,14 +427,30 @@ func (fn *expandFn) slice(ctx context.Context, c Cursor, req recipient.Request, 
 	var err error
 	switch kind {
 	case pushflow.TargetFile:
-		var bad error
-		c.Pos, c.Done, bad = readFile(r.Target.File, c.Pos, fn.ScanCount, b, more)
-		if bad != nil {
+		invalid := c.Invalid
+		bad := readFile(fn.AudienceRoots, r.Target.File, &c, fn.ScanCount, b, more)
+		invalidLines.Inc(ctx, c.Invalid-invalid)
+		var refused *refusedError
+		switch {
+		case errors.As(bad, &refused):
+			// Like an unknown app: a request to fix upstream, so it is
+			// dead-lettered as well as recorded.
+			slog.WarnContext(ctx, "expand: audience file refused", "request", r.ID, "err", bad)
+			deadLetters.Inc(ctx, 1)
+			raw, _ := json.Marshal(r)
+			dead(decode.NewDeadLetter(req.Source.Topic, req.Source.Partition, req.Source.Offset, raw, pushflow.StageValidate, refused.Error(), time.Now()))
+			drop("", "", ReasonFileRefused)
+		case bad != nil:
 			// A file we cannot read is the request's outcome, not a
 			// pipeline failure: retrying the bundle would not help.
 			slog.WarnContext(ctx, "expand: audience file", "request", r.ID, "err", bad)
 			drop("", "", "file_error: "+bad.Error())
-			c.Done = true
+		}
+		if c.Done && c.Invalid > 0 {
+			// Once per request, at its end; the lines are never repeated.
+			slog.WarnContext(ctx, "expand: audience file has lines that are not user ids; skipped them", "request", r.ID,
+				"skipped", c.Invalid, "first_line", c.FirstInvalid, "first_problem", c.InvalidProblem)
+			drop("", "", ReasonInvalidAudienceLine)
 		}
 	case pushflow.TargetTags:
 		c.Pos, c.Done, err = fn.tags(ctx, r, c.Pos, b, more)
@@ -514,51 +560,6 @@ func (fn *expandFn) scan(ctx context.Context, cur uint64, page func(uint64) ([]s
 		cur = next
 		if err := ctx.Err(); err != nil || !more() {
 			return cur, false, err
-		}
-	}
-}
-
-// readFile reads one user id per line of a local path or file:// URI from
-// byte offset from, a page of up to page lines at a time while more allows,
-// and returns the offset of the first line not read (done at the end of the
-// file). Blank lines and lines starting with # are skipped; a repeated id
-// is skipped within a slice (send's dedup claim catches one across
-// slices). err is a problem with the file, the request's outcome.
-func readFile(uri string, from uint64, page int64, b *batcher, more func() bool) (next uint64, done bool, err error) {
-	path := strings.TrimPrefix(uri, "file://")
-	if strings.Contains(path, "://") {
-		return from, true, fmt.Errorf("unsupported scheme in %q (local paths and file:// only)", uri)
-	}
-	f, err := os.Open(path)
-	if err != nil {
-		return from, true, err
-	}
-	defer f.Close()
-	if _, err := f.Seek(int64(from), io.SeekStart); err != nil {
-		return from, true, err
-	}
-	rd := bufio.NewReaderSize(f, 64<<10)
-	seen := make(map[string]struct{})
-	pos := from
-	for {
-		for range page {
-			line, err := rd.ReadString('\n')
-			pos += uint64(len(line))
-			if u := strings.TrimSpace(line); u != "" && !strings.HasPrefix(u, "#") {
-				if _, dup := seen[u]; !dup {
-					seen[u] = struct{}{}
-					b.add(recipient.Recipient{UserID: u})
-				}
-			}
-			if err == io.EOF {
-				return pos, true, nil
-			}
-			if err != nil {
-				return pos, true, err
-			}
-		}
-		if !more() {
-			return pos, false, nil
 		}
 	}
 }

@@ -362,6 +362,7 @@ func TestExpandFile(t *testing.T) {
 	}
 	missing := filepath.Join(dir, "missing.txt")
 	fn := newFn(t, addr, 2, 10)
+	fn.AudienceRoots = []string{dir}
 
 	for _, tt := range []struct {
 		name        string

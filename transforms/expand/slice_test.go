@@ -68,6 +68,7 @@ func TestExpandSlices(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			fn := newFn(t, addr, 64, 50)
 			fn.SliceMax = 120
+			fn.AudienceRoots = []string{filepath.Dir(file)}
 			got, calls := runCalls(t, fn, request("r-slices", tt.target), 100)
 			checkSliced(t, got, want)
 			// A slice stops after the page that reaches SliceMax: 120
