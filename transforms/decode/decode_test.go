@@ -65,7 +65,7 @@ func runRequests(t *testing.T, rec kafkaio.Record) requestsOut {
 var ignoreTimes = cmp.Options{
 	cmpopts.IgnoreFields(recipient.Request{}, "ReceivedAt"),
 	cmpopts.IgnoreFields(pushflow.DeadLetter{}, "At"),
-	cmpopts.IgnoreFields(pushflow.DeliveryEvent{}, "RequestTime", "EventTime", "LatencyMs"),
+	cmpopts.IgnoreFields(pushflow.DeliveryEvent{}, "EventID", "RequestTime", "EventTime", "LatencyMs"),
 	cmpopts.EquateEmpty(),
 }
 

@@ -101,7 +101,7 @@ func TestExpandFileConfined(t *testing.T) {
 				raw, _ := json.Marshal(req.Req)
 				want.Events = []pushflow.DeliveryEvent{dropped(req, "", "", ReasonFileRefused)}
 				want.Dead = []pushflow.DeadLetter{{V: 1, Stage: pushflow.StageValidate, Reason: tt.refused, Raw: string(raw),
-					Topic: pushflow.TopicRequests, Partition: 1, Offset: 17}}
+					Topic: pushflow.TopicRequests, Partition: 1, Offset: 17, RequestID: "r-conf"}}
 			case tt.fileError != "":
 				want.Events = []pushflow.DeliveryEvent{dropped(req, "", "", tt.fileError)}
 			default:

@@ -438,7 +438,9 @@ func (fn *expandFn) slice(ctx context.Context, c Cursor, req recipient.Request, 
 			slog.WarnContext(ctx, "expand: audience file refused", "request", r.ID, "err", bad)
 			deadLetters.Inc(ctx, 1)
 			raw, _ := json.Marshal(r)
-			dead(decode.NewDeadLetter(req.Source.Topic, req.Source.Partition, req.Source.Offset, raw, pushflow.StageValidate, refused.Error(), time.Now()))
+			dl := decode.NewDeadLetter(req.Source.Topic, req.Source.Partition, req.Source.Offset, raw, pushflow.StageValidate, refused.Error(), time.Now())
+			dl.RequestID = r.ID
+			dead(dl)
 			drop("", "", ReasonFileRefused)
 		case bad != nil:
 			// A file we cannot read is the request's outcome, not a

@@ -125,7 +125,7 @@ func dropped(req recipient.Request, user, device, reason string) pushflow.Delive
 }
 
 var opts = cmp.Options{
-	cmpopts.IgnoreFields(pushflow.DeliveryEvent{}, "EventTime", "LatencyMs"),
+	cmpopts.IgnoreFields(pushflow.DeliveryEvent{}, "EventID", "EventTime", "LatencyMs"),
 	cmpopts.IgnoreFields(recipient.Batch{}, "Emitted"), // checked by TestExpandStampsEmission
 	cmpopts.EquateEmpty(),
 }
@@ -412,7 +412,7 @@ func TestExpandUnknownApp(t *testing.T) {
 		Dead: []pushflow.DeadLetter{{
 			V: 1, Stage: pushflow.StageValidate,
 			Reason: `app: unknown app "com.unknown.app" (no device was ever registered for it)`,
-			Raw:    string(raw), Topic: pushflow.TopicRequests, Partition: 1, Offset: 17,
+			Raw:    string(raw), Topic: pushflow.TopicRequests, Partition: 1, Offset: 17, RequestID: "r-8",
 		}},
 	}
 	if diff := cmp.Diff(want, got, opts, cmpopts.IgnoreFields(pushflow.DeadLetter{}, "At")); diff != "" {

@@ -202,6 +202,10 @@ func (fn *sendFn) flush(ctx context.Context, emit func(beam.EventTime, pushflow.
 	var apnsMsgs []apnsio.Message
 	var fcmMsgs []fcmio.Message
 	next := 0 // the next claim
+	// The same (request, device) of the same record twice in one flush (a
+	// replay caught up with its original): sent once, both get its event.
+	sending := map[string]bool{}
+	var twins []twin
 	for i, p := range buf {
 		b, pl := p.Batch, &plans[i]
 		req := b.Request
@@ -236,6 +240,12 @@ func (fn *sendFn) flush(ctx context.Context, emit func(beam.EventTime, pushflow.
 				replayedOutcomes.Inc(ctx, 1)
 				pl.early = append(pl.early, rec.event(b, r))
 				continue
+			}
+			if k := DedupKey(req.Req.ID, r.DeviceID); sending[k] {
+				twins = append(twins, twin{batch: i, key: k})
+				continue
+			} else {
+				sending[k] = true
 			}
 			switch {
 			case r.Platform == pushflow.PlatformIOS:
@@ -290,13 +300,16 @@ func (fn *sendFn) flush(ctx context.Context, emit func(beam.EventTime, pushflow.
 
 	sent := make([][]pushflow.DeliveryEvent, len(buf))
 	var recKeys, recVals []string
+	byKey := map[string]pushflow.DeliveryEvent{}
 	for i, p := range buf {
 		pl := &plans[i]
 		src := p.Batch.Request.Source.String()
 		add := func(r recipient.Recipient, o outcome) {
 			ev := fn.record(ctx, p.Batch, r, done, o)
 			sent[i] = append(sent[i], ev)
-			recKeys = append(recKeys, DedupKey(p.Batch.Request.Req.ID, r.DeviceID))
+			k := DedupKey(p.Batch.Request.Req.ID, r.DeviceID)
+			byKey[k] = ev
+			recKeys = append(recKeys, k)
 			recVals = append(recVals, recordedClaim(src, ev))
 		}
 		for j := pl.iosFrom; j < pl.iosTo; j++ {
@@ -307,6 +320,9 @@ func (fn *sendFn) flush(ctx context.Context, emit func(beam.EventTime, pushflow.
 			res := fcmResults[j]
 			add(android[j], outcome{res.Outcome, res.Reason, res.MessageID, res.Attempts, res.Latency, res.Unregistered})
 		}
+	}
+	for _, tw := range twins {
+		sent[tw.batch] = append(sent[tw.batch], byKey[tw.key])
 	}
 	// The outcomes are recorded before any is emitted: once an event can
 	// reach an output, a replay of its work finds it here. What a crash
@@ -324,6 +340,12 @@ func (fn *sendFn) flush(ctx context.Context, emit func(beam.EventTime, pushflow.
 		}
 	}
 	return nil
+}
+
+// twin is a device a flush sends once for two copies of the same record.
+type twin struct {
+	batch int
+	key   string
 }
 
 // claimedIDs names the requests whose devices a flush claimed, for errors:
