@@ -34,6 +34,9 @@ type WriteConfig struct {
 	Topic string
 	// ClientID is the Kafka client ID. Default "pushflow".
 	ClientID string
+	// Security is the connection's TLS and SASL settings (default:
+	// plaintext, no authentication).
+	Security Security
 	// BatchSize is the number of buffered messages that triggers a send
 	// before the end of the bundle. Default 1000.
 	BatchSize int
@@ -57,6 +60,9 @@ func Write(s beam.Scope, cfg WriteConfig, msgs beam.PCollection) {
 	if cfg.BatchSize < 0 || cfg.RetryTimeout < 0 {
 		panic("kafkaio.Write: invalid WriteConfig: negative BatchSize or RetryTimeout")
 	}
+	if err := cfg.Security.Validate(); err != nil {
+		panic(fmt.Sprintf("kafkaio.Write: invalid WriteConfig: Security: %v", err))
+	}
 	if cfg.BatchSize == 0 {
 		cfg.BatchSize = DefaultBatchSize
 	}
@@ -64,7 +70,7 @@ func Write(s beam.Scope, cfg WriteConfig, msgs beam.PCollection) {
 		cfg.RetryTimeout = DefaultRetryTimeout
 	}
 	out := beam.ParDo(s, &writeFn{
-		Brokers: cfg.Brokers, Topic: cfg.Topic, ClientID: cfg.ClientID,
+		Brokers: cfg.Brokers, Topic: cfg.Topic, ClientID: cfg.ClientID, Security: cfg.Security,
 		BatchSize: cfg.BatchSize, RetryTimeout: cfg.RetryTimeout,
 	}, msgs)
 	// writeFn emits nothing: out only gives the write stage a consumed
@@ -76,6 +82,7 @@ type writeFn struct {
 	Brokers      []string
 	Topic        string
 	ClientID     string
+	Security     Security
 	BatchSize    int
 	RetryTimeout time.Duration
 
@@ -98,9 +105,17 @@ func (fn *writeFn) connect() error {
 	if fn.producer != nil {
 		return nil
 	}
-	p, err := sarama.NewSyncProducer(fn.Brokers, NewSaramaConfig(fn.ClientID))
+	scfg, err := fn.Security.saramaConfig(fn.ClientID)
 	if err != nil {
-		return fmt.Errorf("kafkaio: producer for %v (are the brokers reachable?): %w", fn.Brokers, err)
+		return permanentError{err}
+	}
+	p, err := sarama.NewSyncProducer(fn.Brokers, scfg)
+	if err != nil {
+		err = fn.Security.connectError("producer for", fn.Brokers, err)
+		if errors.Is(err, ErrAuthentication) {
+			return permanentError{err}
+		}
+		return err
 	}
 	fn.producer = p
 	return nil
@@ -189,6 +204,9 @@ func (fn *writeFn) flush(ctx context.Context) error {
 			// broken): start afresh.
 			fn.producer.Close()
 			fn.producer = nil
+		} else if pe := (permanentError{}); errors.As(err, &pe) {
+			fn.errs.Inc(ctx, int64(len(pending)))
+			return pe.err
 		}
 		if time.Now().Add(backoff).After(deadline) {
 			return fmt.Errorf("kafkaio: write (gave up after %v): %w", fn.RetryTimeout, err)
@@ -202,6 +220,13 @@ func (fn *writeFn) flush(ctx context.Context) error {
 		backoff = min(2*backoff, 5*time.Second)
 	}
 }
+
+// permanentError is a connect error that retrying cannot heal (a refused
+// password, an unreadable CA file).
+type permanentError struct{ err error }
+
+func (e permanentError) Error() string { return e.err.Error() }
+func (e permanentError) Unwrap() error { return e.err }
 
 // permanent reports whether a produce error cannot go away by retrying.
 func permanent(err error) bool {
