@@ -53,7 +53,7 @@ func ParseAddr(s string) (Addr, error) {
 	var a Addr
 	scheme, rest, ok := strings.Cut(s, "://")
 	if !ok {
-		if s == "" || strings.ContainsAny(s, "/@?,") {
+		if _, _, err := net.SplitHostPort(s); err != nil || strings.ContainsAny(s, "/@?,") {
 			return a, fmt.Errorf("redisio: Redis address %q: want host:port or a redis://, rediss://, redis+cluster:// or rediss+cluster:// URL", s)
 		}
 		a.Addrs = []string{s}
