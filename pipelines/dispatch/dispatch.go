@@ -151,6 +151,7 @@ func Build(s beam.Scope, cfg Config) Outputs {
 			Start:    cfg.Start,
 			Until:    cfg.Until,
 			ClientID: "pushflow-dispatch",
+			Security: cfg.KafkaSecurity(),
 		}
 		if pause != nil {
 			rc.Pause, rc.PauseArg = pacedBacklogPauser, pause.String()
@@ -197,8 +198,8 @@ func Build(s beam.Scope, cfg Config) Outputs {
 
 	all := beam.Flatten(s, deliveries...)
 	dead := beam.Flatten(s, deads...)
-	kafkaio.Write(s, kafkaio.WriteConfig{Brokers: cfg.Brokers(), Topic: cfg.DeliveriesTopic, ClientID: "pushflow-dispatch"}, encode.Deliveries(s, all))
-	kafkaio.Write(s, kafkaio.WriteConfig{Brokers: cfg.Brokers(), Topic: cfg.DeadLetterTopic, ClientID: "pushflow-dispatch"}, encode.DeadLetters(s, dead))
+	kafkaio.Write(s, kafkaio.WriteConfig{Brokers: cfg.Brokers(), Topic: cfg.DeliveriesTopic, ClientID: "pushflow-dispatch", Security: cfg.KafkaSecurity()}, encode.Deliveries(s, all))
+	kafkaio.Write(s, kafkaio.WriteConfig{Brokers: cfg.Brokers(), Topic: cfg.DeadLetterTopic, ClientID: "pushflow-dispatch", Security: cfg.KafkaSecurity()}, encode.DeadLetters(s, dead))
 	if cfg.DeliveryTable != "" {
 		tableio.Write(s, cfg.DeliveryTable, all)
 	}
