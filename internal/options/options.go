@@ -13,6 +13,8 @@ import (
 	"strings"
 
 	beamlog "github.com/apache/beam/sdks/v2/go/pkg/beam/log"
+	"github.com/apache/beam/sdks/v2/go/pkg/beam/options/jobopts"
+	"github.com/apache/beam/sdks/v2/go/pkg/beam/runners"
 
 	"github.com/pushflow/pushflow"
 	"github.com/pushflow/pushflow/connectors/kafkaio"
@@ -69,10 +71,10 @@ func Register(fs *flag.FlagSet, group string) *Common {
 	fs.StringVar(&c.DeliveriesTopic, "deliveries_topic", pushflow.TopicDeliveries, "topic DeliveryEvent records are written to")
 	fs.StringVar(&c.DeadLetterTopic, "deadletter_topic", pushflow.TopicDeadLetter, "topic DeadLetter records are written to")
 	c.redisAddrFlag, c.RedisAddr = "127.0.0.1:6379", "127.0.0.1:6379"
-	c.redisFlag(fs, "redis_addr", &c.redisAddrFlag, "Redis address of the device registry and filter state (default 127.0.0.1:6379): host:port, or a URL redis://[user@]host:port[/db][?password_file=PATH|password_env=NAME][&ca_file=PATH], rediss://… (TLS), redis+cluster://h1:p1,h2:p2 or rediss+cluster://… (never a password in it); the --redis_* flags below override its parts")
-	c.redisFlag(fs, "redis_username", &c.RedisUsername, `Redis ACL user name (default: the "default" user)`)
-	c.redisFlag(fs, "redis_password_file", &c.RedisPasswordFile, "file holding the Redis password (AUTH), read on the workers; one trailing newline is ignored")
-	c.redisFlag(fs, "redis_password_env", &c.RedisPasswordEnv, "name of an environment variable holding the Redis password on the workers (instead of --redis_password_file)")
+	fs.Func("redis_addr", "Redis address of the device registry and filter state (default 127.0.0.1:6379): host:port, or a URL redis://[user@]host:port[/db][?password_file=PATH|password_env=NAME][&ca_file=PATH], rediss://… (TLS), redis+cluster://h1:p1,h2:p2 or rediss+cluster://… (never a password in it); the --redis_* flags below override its parts", c.setRedis(&c.redisAddrFlag))
+	fs.Func("redis_username", `Redis ACL user name (default: the "default" user)`, c.setRedis(&c.RedisUsername))
+	fs.Func("redis_password_file", "file holding the Redis password (AUTH), read on the workers; one trailing newline is ignored", c.setRedis(&c.RedisPasswordFile))
+	fs.Func("redis_password_env", "name of an environment variable holding the Redis password on the workers (instead of --redis_password_file)", c.setRedis(&c.RedisPasswordEnv))
 	fs.BoolFunc("redis_tls", "connect to Redis with TLS (default false; implied by --redis_ca_file)", func(v string) error {
 		b, err := strconv.ParseBool(v)
 		if err != nil {
@@ -82,8 +84,8 @@ func Register(fs *flag.FlagSet, group string) *Common {
 		c.composeRedis()
 		return nil
 	})
-	c.redisFlag(fs, "redis_ca_file", &c.RedisCAFile, "PEM file of extra root certificates for Redis TLS (a private CA); implies --redis_tls")
-	c.redisFlag(fs, "redis_cluster", &c.RedisCluster, "comma-separated seed nodes (host:port) of a Redis Cluster; replaces --redis_addr's host")
+	fs.Func("redis_ca_file", "PEM file of extra root certificates for Redis TLS (a private CA); implies --redis_tls", c.setRedis(&c.RedisCAFile))
+	fs.Func("redis_cluster", "comma-separated seed nodes (host:port) of a Redis Cluster; replaces --redis_addr's host", c.setRedis(&c.RedisCluster))
 
 	fs.BoolVar(&c.KafkaTLS, "kafka_tls", false, "connect to Kafka with TLS, verifying the brokers against the system roots plus --kafka_ca_file (implied by --kafka_ca_file, --kafka_cert_file)")
 	fs.StringVar(&c.KafkaCAFile, "kafka_ca_file", "", "PEM file of extra root certificates for Kafka TLS (a private CA)")
@@ -100,13 +102,14 @@ func Register(fs *flag.FlagSet, group string) *Common {
 	return c
 }
 
-// redisFlag defines a string flag whose setting recomposes RedisAddr.
-func (c *Common) redisFlag(fs *flag.FlagSet, name string, p *string, usage string) {
-	fs.Func(name, usage, func(v string) error {
+// setRedis sets a string flag of the Redis connection and recomposes
+// RedisAddr.
+func (c *Common) setRedis(p *string) func(string) error {
+	return func(v string) error {
 		*p = v
 		c.composeRedis()
 		return nil
-	})
+	}
 }
 
 // composeRedis folds the --redis_* flags into RedisAddr.
@@ -139,6 +142,14 @@ func (c *Common) composeRedis() {
 		a.CAFile = c.RedisCAFile
 	}
 	c.RedisAddr = a.String()
+}
+
+func workersHere() bool {
+	switch strings.ToLower(*runners.Runner) {
+	case "", "prism", "direct":
+		return true
+	}
+	return strings.EqualFold(*jobopts.EnvironmentType, "LOOPBACK")
 }
 
 // KafkaSecurity is the --kafka_tls, --kafka_*_file and --kafka_sasl_* flags
@@ -225,7 +236,7 @@ func (c *Common) validateKafka() error {
 	if (c.KafkaCertFile == "") != (c.KafkaKeyFile == "") {
 		return errors.New("--kafka_cert_file and --kafka_key_file: mutual TLS needs both")
 	}
-	return readable(map[string]string{"--kafka_ca_file": c.KafkaCAFile, "--kafka_cert_file": c.KafkaCertFile,
+	return c.readable(map[string]string{"--kafka_ca_file": c.KafkaCAFile, "--kafka_cert_file": c.KafkaCertFile,
 		"--kafka_key_file": c.KafkaKeyFile, "--kafka_sasl_password_file": c.KafkaSASLPasswordFile})
 }
 
@@ -245,12 +256,18 @@ func (c *Common) validateRedis() error {
 	if err != nil {
 		return fmt.Errorf("--redis_addr with the --redis_* flags: %w", err)
 	}
-	return readable(map[string]string{"--redis_password_file (or password_file=)": a.PasswordFile, "--redis_ca_file (or ca_file=)": a.CAFile})
+	return c.readable(map[string]string{"--redis_password_file (or password_file=)": a.PasswordFile, "--redis_ca_file (or ca_file=)": a.CAFile})
 }
 
-// readable checks that the files named by the flags can be read here (the
-// launcher; the workers read them again).
-func readable(files map[string]string) error {
+// readable checks that the files named by the flags can be read, when the
+// workers run in this process (Prism, the direct runner, a LOOPBACK
+// environment): elsewhere the files are the workers' (a Kubernetes Secret
+// mounted into the SDK harness, not into the submitter), and the workers
+// report a missing one.
+func (c *Common) readable(files map[string]string) error {
+	if !workersHere() {
+		return nil
+	}
 	for name, path := range files {
 		if path == "" {
 			continue
