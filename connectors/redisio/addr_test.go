@@ -2,15 +2,7 @@ package redisio_test
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"errors"
-	"math/big"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -21,6 +13,7 @@ import (
 	"github.com/pushflow/pushflow"
 	"github.com/pushflow/pushflow/connectors/redisio"
 	"github.com/pushflow/pushflow/connectors/redisio/redistest"
+	"github.com/pushflow/pushflow/internal/testpki"
 )
 
 func TestParseAddr(t *testing.T) {
@@ -88,32 +81,11 @@ func secretFile(t *testing.T, name, content string) string {
 	return p
 }
 
-// selfSigned writes a self-signed certificate for 127.0.0.1, which is its
-// own CA, and its key.
-func selfSigned(t *testing.T) (certFile, keyFile string) {
-	t.Helper()
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "127.0.0.1"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
-		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, IsCA: true, BasicConstraintsValid: true,
-		KeyUsage:    x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kder, _ := x509.MarshalECPrivateKey(key)
-	return secretFile(t, "cert.pem", string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}))),
-		secretFile(t, "key.pem", string(pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder})))
-}
-
 // TestOpenSecured connects through Open and Dial to redis-servers with a
 // password, an ACL user and TLS, and checks each misconfiguration's error.
 func TestOpenSecured(t *testing.T) {
 	const pass = "s3cret-pass"
-	certFile, keyFile := selfSigned(t)
+	certFile, keyFile, _ := testpki.SelfSigned(t)
 	plain, tlsAddr := redistest.StartTLS(t, certFile, keyFile,
 		"--requirepass", pass, "--user", "pushflow", "on", ">"+pass, "~*", "&*", "+@all")
 	passFile := secretFile(t, "pass", pass+"\n")
