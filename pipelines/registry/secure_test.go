@@ -6,10 +6,13 @@ import (
 	"crypto/tls"
 	"encoding/base64"
 	"flag"
+	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -89,12 +92,29 @@ func TestRegistrySecured(t *testing.T) {
 			}
 			produceSecure(t, cfg.KafkaSecurity(), kc.ListenAddrs(), filepath.Join("..", "..", "testdata", "devices.jsonl"))
 
+			// Capture the run's logs at debug level, with the whole config
+			// logged as main logs its parts.
+			var logs syncBuffer
+			prev := slog.Default()
+			slog.SetDefault(slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
+			slog.Info("registry: starting", "cfg", fmt.Sprintf("%+v", cfg))
 			p, s := beam.NewPipelineWithRoot()
 			dead := Build(s, cfg)
 			passert.Count(s, dead, "dead letters", 3)
 			assertNoSecret(t, p, certFile)
-			if err := ptest.Run(p); err != nil {
+			err = ptest.Run(p)
+			slog.SetDefault(prev)
+			if err != nil {
 				t.Fatalf("pipeline failed: %v", err)
+			}
+			t.Logf("captured %d log lines", strings.Count(logs.String(), "\n"))
+			if !strings.Contains(logs.String(), kafkaPassFile) {
+				t.Fatalf("the captured logs do not show the config: %.500s", logs.String())
+			}
+			for _, secret := range []string{kafkaPassword, redisPassword} {
+				if strings.Contains(logs.String(), secret) {
+					t.Errorf("the logs of the run contain the password %q", secret)
+				}
 			}
 
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -121,6 +141,23 @@ func TestRegistrySecured(t *testing.T) {
 			}
 		})
 	}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
 
 // assertNoSecret fails if a password is in the serialized pipeline; the
