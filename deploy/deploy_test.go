@@ -82,7 +82,7 @@ func knownFlags(t *testing.T) map[string]bool {
 		files = append(files, filepath.Join(beamDir, "go", "pkg", "beam", filepath.FromSlash(f)))
 	}
 	definers := map[string]bool{
-		"String": true, "Bool": true, "Int": true, "Int64": true, "Uint": true, "Duration": true, "Float64": true, "Var": true, "Func": true,
+		"String": true, "Bool": true, "Int": true, "Int64": true, "Uint": true, "Duration": true, "Float64": true, "Var": true, "Func": true, "BoolFunc": true,
 		"StringVar": true, "BoolVar": true, "IntVar": true, "Int64Var": true, "UintVar": true, "DurationVar": true, "Float64Var": true,
 	}
 	flags := map[string]bool{}

@@ -23,6 +23,7 @@ import (
 type discoverFn struct {
 	Brokers        []string
 	ClientID       string
+	Security       Security
 	Group          string
 	Start          string
 	Bounded        bool
@@ -77,11 +78,15 @@ func (fn *discoverFn) ProcessElement(
 	first := rest.Start == 0
 	// A client per listing: an unbounded read lists every Interval, and a
 	// client kept between listings would outlive a cancelled job.
-	client, err := sarama.NewClient(fn.Brokers, NewSaramaConfig(fn.ClientID))
+	scfg, err := fn.Security.saramaConfig(fn.ClientID)
+	if err != nil {
+		return sdf.ResumeProcessingIn(fn.retryDelay()), err // a missing password file or CA: fail
+	}
+	client, err := sarama.NewClient(fn.Brokers, scfg)
 	if err == nil {
 		defer client.Close()
 	} else {
-		err = fmt.Errorf("kafkaio: connect to %v (are the brokers reachable?): %w", fn.Brokers, err)
+		err = fn.Security.connectError("connect to", fn.Brokers, err)
 		if first {
 			return sdf.ResumeProcessingIn(fn.retryDelay()), err
 		}

@@ -125,6 +125,16 @@
 // acknowledgement was lost, may be written twice (the idempotent producer
 // only removes duplicates of its own retries within one producer session).
 //
+// # Security
+//
+// [ReadConfig.Security] and [WriteConfig.Security] turn on TLS (optionally
+// mutual) and SASL PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512. They carry file
+// paths and an environment variable name only: the graph holds no secret,
+// and the password and certificates are read on the worker when the client
+// is made. A refused password fails the read at start (and a write at
+// once) with [ErrAuthentication] and the mechanism and user to check; TLS
+// errors name the CA file and whether the listener speaks TLS.
+//
 // # Prism: stages without an output
 //
 // Prism (v2.77.0) busy-waits, burning a core, for as long as a bundle of a

@@ -77,6 +77,9 @@ type ReadConfig struct {
 	Until string
 	// ClientID is the Kafka client ID. Default "pushflow".
 	ClientID string
+	// Security is the connection's TLS and SASL settings (default:
+	// plaintext, no authentication).
+	Security Security
 
 	// MaxRecordsPerCheckpoint is the number of records after which a
 	// partition's read self-checkpoints, making its output visible
@@ -127,6 +130,9 @@ func (c ReadConfig) withDefaults() (ReadConfig, error) {
 	}
 	if len(c.Topics) == 0 {
 		return c, errors.New("no Topics")
+	}
+	if err := c.Security.Validate(); err != nil {
+		return c, fmt.Errorf("Security: %w", err)
 	}
 	for _, t := range c.Topics {
 		if t == "" {
@@ -200,6 +206,7 @@ func Read(s beam.Scope, cfg ReadConfig) beam.PCollection {
 	parts := beam.ParDo(s, &discoverFn{
 		Brokers:        c.Brokers,
 		ClientID:       c.ClientID,
+		Security:       c.Security,
 		Group:          c.Group,
 		Start:          c.Start,
 		Bounded:        c.Until == UntilLatest,
@@ -211,6 +218,7 @@ func Read(s beam.Scope, cfg ReadConfig) beam.PCollection {
 		ReadID:               newReadID(),
 		Brokers:              c.Brokers,
 		ClientID:             c.ClientID,
+		Security:             c.Security,
 		Group:                c.Group,
 		MaxRecords:           c.MaxRecordsPerCheckpoint,
 		CheckpointInterval:   c.CheckpointInterval,
@@ -233,6 +241,7 @@ func Read(s beam.Scope, cfg ReadConfig) beam.PCollection {
 type readFn struct {
 	Brokers              []string
 	ClientID             string
+	Security             Security
 	Group                string
 	MaxRecords           int
 	CheckpointInterval   time.Duration
@@ -289,9 +298,13 @@ func (fn *readFn) getClient() (sarama.Client, error) {
 	if fn.client != nil && !fn.client.Closed() {
 		return fn.client, nil
 	}
-	client, err := sarama.NewClient(fn.Brokers, NewSaramaConfig(fn.ClientID))
+	scfg, err := fn.Security.saramaConfig(fn.ClientID)
 	if err != nil {
-		return nil, fmt.Errorf("kafkaio: connect to %v (are the brokers reachable?): %w", fn.Brokers, err)
+		return nil, err
+	}
+	client, err := sarama.NewClient(fn.Brokers, scfg)
+	if err != nil {
+		return nil, fn.Security.connectError("connect to", fn.Brokers, err)
 	}
 	consumer, err := sarama.NewConsumerFromClient(client)
 	if err != nil {

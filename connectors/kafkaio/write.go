@@ -34,6 +34,9 @@ type WriteConfig struct {
 	Topic string
 	// ClientID is the Kafka client ID. Default "pushflow".
 	ClientID string
+	// Security is the connection's TLS and SASL settings (default:
+	// plaintext, no authentication).
+	Security Security
 	// BatchSize is the number of buffered messages that triggers a send
 	// before the end of the bundle. Default 1000.
 	BatchSize int
@@ -57,6 +60,9 @@ func Write(s beam.Scope, cfg WriteConfig, msgs beam.PCollection) {
 	if cfg.BatchSize < 0 || cfg.RetryTimeout < 0 {
 		panic("kafkaio.Write: invalid WriteConfig: negative BatchSize or RetryTimeout")
 	}
+	if err := cfg.Security.Validate(); err != nil {
+		panic(fmt.Sprintf("kafkaio.Write: invalid WriteConfig: Security: %v", err))
+	}
 	if cfg.BatchSize == 0 {
 		cfg.BatchSize = DefaultBatchSize
 	}
@@ -64,7 +70,7 @@ func Write(s beam.Scope, cfg WriteConfig, msgs beam.PCollection) {
 		cfg.RetryTimeout = DefaultRetryTimeout
 	}
 	out := beam.ParDo(s, &writeFn{
-		Brokers: cfg.Brokers, Topic: cfg.Topic, ClientID: cfg.ClientID,
+		Brokers: cfg.Brokers, Topic: cfg.Topic, ClientID: cfg.ClientID, Security: cfg.Security,
 		BatchSize: cfg.BatchSize, RetryTimeout: cfg.RetryTimeout,
 	}, msgs)
 	// writeFn emits nothing: out only gives the write stage a consumed
@@ -76,6 +82,7 @@ type writeFn struct {
 	Brokers      []string
 	Topic        string
 	ClientID     string
+	Security     Security
 	BatchSize    int
 	RetryTimeout time.Duration
 
@@ -85,7 +92,7 @@ type writeFn struct {
 
 func (fn *writeFn) Setup() error {
 	// The sarama producer is made by the first send, which retries.
-	fn.p = NewProducer(WriteConfig{Brokers: fn.Brokers, Topic: fn.Topic, ClientID: fn.ClientID, BatchSize: fn.BatchSize, RetryTimeout: fn.RetryTimeout})
+	fn.p = NewProducer(WriteConfig{Brokers: fn.Brokers, Topic: fn.Topic, ClientID: fn.ClientID, Security: fn.Security, BatchSize: fn.BatchSize, RetryTimeout: fn.RetryTimeout})
 	return nil
 }
 
@@ -147,9 +154,17 @@ func (p *Producer) connect() error {
 	if p.producer != nil {
 		return nil
 	}
-	sp, err := sarama.NewSyncProducer(p.cfg.Brokers, NewSaramaConfig(p.cfg.ClientID))
+	scfg, err := p.cfg.Security.saramaConfig(p.cfg.ClientID)
 	if err != nil {
-		return fmt.Errorf("kafkaio: producer for %v (are the brokers reachable?): %w", p.cfg.Brokers, err)
+		return permanentError{err}
+	}
+	sp, err := sarama.NewSyncProducer(p.cfg.Brokers, scfg)
+	if err != nil {
+		err = p.cfg.Security.connectError("producer for", p.cfg.Brokers, err)
+		if errors.Is(err, ErrAuthentication) {
+			return permanentError{err}
+		}
+		return err
 	}
 	p.producer = sp
 	return nil
@@ -227,6 +242,9 @@ func (p *Producer) Send(ctx context.Context, msgs []Message) error {
 			// broken): start afresh.
 			p.producer.Close()
 			p.producer = nil
+		} else if pe := (permanentError{}); errors.As(err, &pe) {
+			p.errs.Inc(ctx, int64(len(pending)))
+			return pe.err
 		}
 		if time.Now().Add(backoff).After(deadline) {
 			return fmt.Errorf("kafkaio: write (gave up after %v): %w", p.cfg.RetryTimeout, err)
@@ -255,6 +273,13 @@ func (p *Producer) Close() error {
 	p.producer = nil
 	return err
 }
+
+// permanentError is a connect error that retrying cannot heal (a refused
+// password, an unreadable CA file).
+type permanentError struct{ err error }
+
+func (e permanentError) Error() string { return e.err.Error() }
+func (e permanentError) Unwrap() error { return e.err }
 
 // permanent reports whether a produce error cannot go away by retrying.
 func permanent(err error) bool {

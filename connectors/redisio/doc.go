@@ -4,6 +4,10 @@
 // redis-server, a three-node cluster, and miniredis, which the embedded dev
 // stack uses).
 //
+// [Open] takes an address string, host:port or a URL that names TLS, an ACL
+// user, where the password is (a file or an environment variable, read on
+// the worker) and a cluster's seed nodes: see [Addr].
+//
 // # Key layout
 //
 // Keys start with a prefix ("pf:" by default, WithKeyPrefix). Identifiers

@@ -60,18 +60,46 @@ func WithFrequencyTTL(d time.Duration) Option { return func(r *Registry) { r.fre
 // (default time.Now).
 func WithClock(now func() time.Time) Option { return func(r *Registry) { r.now = now } }
 
-// Open returns a Registry with its own client to the Redis at addr
-// (host:port): what a DoFn's Setup calls, one client per worker. Close
-// releases it. Every pipeline connects through here, so connection options
-// (auth, TLS) have one place to live.
+// Open returns a Registry with its own client to the Redis at addr: what a
+// DoFn's Setup calls, one client per worker. Close releases it. Every
+// pipeline connects through here, so connection options have one place to
+// live: addr is a plain host:port or a URL naming TLS, a user, where the
+// password is, or a cluster's seed nodes (see [Addr]). The password is read
+// now. An invalid addr or an unreadable password file does not panic: every
+// command of the Registry fails with the reason ([Dial] returns it).
 func Open(addr string, opts ...Option) *Registry {
-	// ContextTimeoutEnabled: a caller's deadline (the pacer bounds its
-	// backlog reports by a slot) also bounds socket reads and writes.
-	c := redis.NewClient(&redis.Options{Addr: addr, ContextTimeoutEnabled: true})
+	c, err := client(addr)
+	if err != nil {
+		c = failingClient(err)
+	}
 	c.AddHook(&stallHook{addr: addr, maxBackoff: 2 * time.Second}) // stall.go: ride out outages
 	r := New(c, opts...)
 	r.owned = true
 	return r
+}
+
+// Dial is Open that reports an invalid address or secret, and checks the
+// connection and the credentials with a PING.
+func Dial(ctx context.Context, addr string, opts ...Option) (*Registry, error) {
+	c, err := client(addr)
+	if err != nil {
+		return nil, err
+	}
+	r := New(c, opts...)
+	r.owned = true
+	if err := c.Ping(ctx).Err(); err != nil {
+		r.Close()
+		return nil, err
+	}
+	return r, nil
+}
+
+func client(addr string) (redis.UniversalClient, error) {
+	a, err := ParseAddr(addr)
+	if err != nil {
+		return nil, err
+	}
+	return a.Client()
 }
 
 // Close closes the client of a Registry made by Open. A Registry made by New

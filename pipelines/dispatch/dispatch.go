@@ -161,6 +161,7 @@ func Build(s beam.Scope, cfg Config) Outputs {
 			Start:    cfg.Start,
 			Until:    cfg.Until,
 			ClientID: "pushflow-dispatch",
+			Security: cfg.KafkaSecurity(),
 		}
 		if pause != nil {
 			rc.Pause, rc.PauseArg = pacedBacklogPauser, pause.String()
@@ -222,6 +223,7 @@ func Build(s beam.Scope, cfg Config) Outputs {
 		Ledger:          lc,
 		Brokers:         cfg.Brokers(),
 		ClientID:        "pushflow-dispatch",
+		Security:        cfg.KafkaSecurity(),
 		DeliveriesTopic: cfg.DeliveriesTopic,
 		DeadLetterTopic: cfg.DeadLetterTopic,
 		Table:           cfg.DeliveryTable,

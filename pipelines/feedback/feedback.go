@@ -60,6 +60,7 @@ func Build(s beam.Scope, cfg Config) beam.PCollection {
 			Start:    cfg.Start,
 			Until:    cfg.Until,
 			ClientID: "pushflow-feedback",
+			Security: cfg.KafkaSecurity(),
 		})
 	}
 	clicks, deadClicks := decode.ClickEvents(s, read(cfg.ClicksTopic))
@@ -67,6 +68,6 @@ func Build(s beam.Scope, cfg Config) beam.PCollection {
 	tallies := interest.Sum(s, interest.Join(s, clicks, deliveries, cfg.JoinWindow))
 	interest.Update(s, tallies, cfg.RedisAddr, cfg.InterestDecay)
 	dead := beam.Flatten(s, deadClicks, deadDeliveries)
-	kafkaio.Write(s, kafkaio.WriteConfig{Brokers: cfg.Brokers(), Topic: cfg.DeadLetterTopic, ClientID: "pushflow-feedback"}, encode.DeadLetters(s, dead))
+	kafkaio.Write(s, kafkaio.WriteConfig{Brokers: cfg.Brokers(), Topic: cfg.DeadLetterTopic, ClientID: "pushflow-feedback", Security: cfg.KafkaSecurity()}, encode.DeadLetters(s, dead))
 	return dead
 }

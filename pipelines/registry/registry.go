@@ -42,9 +42,10 @@ func Build(s beam.Scope, cfg Config) beam.PCollection {
 		Start:    cfg.Start,
 		Until:    cfg.Until,
 		ClientID: "pushflow-registry",
+		Security: cfg.KafkaSecurity(),
 	})
 	events, dead := decode.DeviceEvents(s, records)
 	devices.Apply(s, events, cfg.RedisAddr)
-	kafkaio.Write(s, kafkaio.WriteConfig{Brokers: cfg.Brokers(), Topic: cfg.DeadLetterTopic, ClientID: "pushflow-registry"}, encode.DeadLetters(s, dead))
+	kafkaio.Write(s, kafkaio.WriteConfig{Brokers: cfg.Brokers(), Topic: cfg.DeadLetterTopic, ClientID: "pushflow-registry", Security: cfg.KafkaSecurity()}, encode.DeadLetters(s, dead))
 	return dead
 }

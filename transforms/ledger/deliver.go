@@ -70,6 +70,7 @@ type DeliverConfig struct {
 	Ledger          Config
 	Brokers         []string
 	ClientID        string
+	Security        kafkaio.Security
 	DeliveriesTopic string
 	DeadLetterTopic string
 	// Table is the delivery table (a tableio spec); "" writes none.
@@ -119,7 +120,7 @@ func (fn *deliverFn) Setup() error {
 		}
 		fn.dir = t.Dir
 	}
-	fn.kafka = kafkaio.NewProducer(kafkaio.WriteConfig{Brokers: fn.Cfg.Brokers, ClientID: fn.Cfg.ClientID})
+	fn.kafka = kafkaio.NewProducer(kafkaio.WriteConfig{Brokers: fn.Cfg.Brokers, ClientID: fn.Cfg.ClientID, Security: fn.Cfg.Security})
 	if fn.Cfg.Ledger.Enabled() {
 		fn.reg = redisio.Open(fn.Cfg.Ledger.RedisAddr)
 	}

@@ -102,6 +102,46 @@ func StartServer() (addr string, stop func(), err error) {
 	return addr, stop, nil
 }
 
+// StartArgs is Start with more redis-server arguments (e.g. "--requirepass",
+// "secret"). It waits until the server answers on its plaintext port, with
+// or without a password.
+func StartArgs(t testing.TB, args ...string) (addr string) {
+	t.Helper()
+	addr, _ = StartTLS(t, "", "", args...)
+	return addr
+}
+
+// StartTLS starts a redis-server like StartArgs that also accepts TLS, on
+// tlsAddr, with the PEM certificate and key given (no client
+// certificates); certFile "" = no TLS port.
+func StartTLS(t testing.TB, certFile, keyFile string, args ...string) (addr, tlsAddr string) {
+	t.Helper()
+	bin, err := exec.LookPath("redis-server")
+	if err != nil {
+		if os.Getenv(SkipEnv) == "1" {
+			t.Skipf("%v (skipping: %s=1)", ErrNotFound, SkipEnv)
+		}
+		t.Fatalf("%v", ErrNotFound)
+	}
+	addr, stop, err := startRetry(bin, func(int) ([]string, error) {
+		if certFile == "" {
+			return args, nil
+		}
+		port, err := freePort()
+		if err != nil {
+			return nil, err
+		}
+		tlsAddr = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+		return append([]string{"--tls-port", strconv.Itoa(port), "--tls-cert-file", certFile, "--tls-key-file", keyFile,
+			"--tls-auth-clients", "no"}, args...), nil
+	})
+	if err != nil {
+		t.Fatalf("redistest: %v", err)
+	}
+	t.Cleanup(stop)
+	return addr, tlsAddr
+}
+
 // startRetry starts a server, picking new ports when one is taken.
 // extra returns more arguments for the chosen port.
 func startRetry(bin string, extra func(port int) ([]string, error)) (addr string, stop func(), err error) {
@@ -200,7 +240,8 @@ func ping(addr string) error {
 	if err != nil {
 		return err
 	}
-	if strings.TrimSpace(line) != "+PONG" {
+	// A server with a password answers, but not PONG.
+	if l := strings.TrimSpace(line); l != "+PONG" && !strings.HasPrefix(l, "-NOAUTH") {
 		return fmt.Errorf("PING answered %q", line)
 	}
 	return nil
