@@ -190,10 +190,10 @@ func TestSecureConnectErrors(t *testing.T) {
 			"environment variable PUSHFLOW_TEST_UNSET is not set"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			fn := &writeFn{Brokers: tc.brokers, Security: tc.sec}
-			err := fn.connect()
+			p := NewProducer(WriteConfig{Brokers: tc.brokers, Security: tc.sec})
+			err := p.connect()
 			if err == nil {
-				fn.producer.Close()
+				p.Close()
 			}
 			switch {
 			case tc.want == "" && err != nil:
