@@ -25,7 +25,7 @@ import (
 type Config struct {
 	options.Common
 	APNs          apnsio.Config
-	FCM           fcmio.Config // used when FCM.ProjectID or FCM.CredentialsFile is set
+	FCM           fcmio.Config // used when FCM.ProjectID, CredentialsFile or CredentialsEnv is set
 	DeliveryTable string       // "" = no table, only the deliveries topic
 	BatchSize     int
 	// RealtimeTopic, when set, is read by its own Kafka reader; realtime
@@ -117,7 +117,9 @@ func (c *Config) Validate() error {
 }
 
 // FCMEnabled reports whether Android devices are sent through FCM.
-func (c *Config) FCMEnabled() bool { return c.FCM.ProjectID != "" || c.FCM.CredentialsFile != "" }
+func (c *Config) FCMEnabled() bool {
+	return c.FCM.ProjectID != "" || c.FCM.CredentialsFile != "" || c.FCM.CredentialsEnv != ""
+}
 
 // sendConfig is the sender configuration of one lane, with its own
 // in-flight budget per provider (0 keeps the connector's default).
