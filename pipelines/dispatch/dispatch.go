@@ -51,10 +51,11 @@ type Config struct {
 	// one batch at a time.
 	FlushRecipients int
 	Filter          filter.Config
-	// Ledger keeps a durable record (in Redis) of every request read and
-	// not finished, and replays what a previous run left open (see
-	// transforms/ledger). Off, a crash loses whatever was in flight.
-	Ledger bool
+	// NoLedger turns off the ledger: the durable record (in Redis) of every
+	// request read and not finished, from which a restarted run replays
+	// what a killed one left open (see transforms/ledger). Without it a
+	// crash loses whatever was in flight.
+	NoLedger bool
 	// Run identifies this run for the ledger; Build picks a fresh one when
 	// it is empty.
 	Run string
@@ -237,10 +238,10 @@ func Build(s beam.Scope, cfg Config) Outputs {
 // LedgerName names the ledger of the dispatch pipeline consuming as group.
 func LedgerName(group string) string { return "dispatch/" + group }
 
-// ledgerConfig is the ledger of cfg: off unless cfg.Ledger; its run id is
-// cfg.Run or, when empty, a fresh one.
+// ledgerConfig is the ledger of cfg (off with cfg.NoLedger); its run id
+// is cfg.Run or, when empty, a fresh one.
 func (c *Config) ledgerConfig() ledger.Config {
-	if !c.Ledger {
+	if c.NoLedger {
 		return ledger.Config{}
 	}
 	if c.Run == "" {

@@ -172,3 +172,13 @@ func readTopic(t *testing.T, brokers []string, topic string) [][]byte {
 	}
 	return vs
 }
+
+// testdataRoot is the repository's testdata directory, absolute: the
+// audience root of tests that run testdata/requests.jsonl.
+func testdataRoot(t testing.TB) string {
+	abs, err := filepath.Abs(filepath.Join("..", "..", "testdata"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return abs
+}

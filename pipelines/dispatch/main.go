@@ -67,7 +67,7 @@ func main() {
 	fs.IntVar(&cfg.BatchSize, "batch_size", 500, "recipients per batch between expand and send (one pipelined Redis read per batch)")
 	fs.IntVar(&cfg.Filter.FrequencyCap, "frequency_cap", 0, "most notifications per user, category and UTC day; 0 = no cap")
 	fs.Float64Var(&cfg.Filter.MinInterest, "min_interest", 0, "drop recipients whose interest score for the category is known and below this; 0 = off")
-	fs.BoolVar(&cfg.Ledger, "ledger", true, "keep a durable record in Redis of every request read and not yet finished, and replay what a killed run left open (crash safety on any runner); false: a crash loses what was in flight")
+	ledgerOn := fs.Bool("ledger", true, "keep a durable record in Redis of every request read and not yet finished, and replay what a killed run left open (crash safety on any runner); false: a crash loses what was in flight")
 	fs.Func("audience_roots", "file targets may only name files under these directories (comma-separated; relative ones resolve against the worker's working directory); empty = file targets are refused. The dev stack defaults it to --testdata", func(v string) error {
 		cfg.AudienceRoots = splitList(v)
 		return nil
@@ -82,6 +82,7 @@ func main() {
 	beam.Init()
 	common.SetupLogging()
 	cfg.Common = *common
+	cfg.NoLedger = !*ledgerOn
 
 	ctx := context.Background()
 	devMode := cfg.DevMode()

@@ -97,6 +97,7 @@ func TestDispatchSecured(t *testing.T) {
 				APNs:                apnsio.Config{Endpoint: st.APNsURL, CAFile: st.APNsCAFile, KeyFile: st.APNsKeyFile, KeyID: st.APNsKeyID, TeamID: st.APNsTeamID},
 				FCM:                 fcmio.Config{Endpoint: st.FCMURL, ProjectID: st.FCMProjectID},
 				DeliveryTable:       "file://" + table,
+				AudienceRoots:       []string{testdataRoot(t)},
 				BatchSize:           2,
 				RealtimeConcurrency: 8,
 			}

@@ -99,6 +99,11 @@ type Batch struct {
 	// reports the newest it has received, so a producer held back by its
 	// reports can tell whether what it emitted last has arrived.
 	Emitted int64
+	// Attempts are the provider attempts already made for these recipients
+	// (a batch in send's retry lane), and RetryAt when to try again (unix
+	// ns).
+	Attempts int
+	RetryAt  int64
 }
 
 // Event builds the DeliveryEvent of one recipient of b.

@@ -60,13 +60,13 @@ func benchmarkBatchedVsPerBatch(b *testing.B, f *fixture, prefix string) {
 		sent = 0
 		start := time.Now()
 		for lo := 0; lo < batches; lo += bundleSize {
-			f.fn.StartBundle(ctx, emit)
+			f.fn.StartBundle(ctx, emit, unexpectedRetry(b))
 			for _, bt := range in[lo:min(lo+bundleSize, batches)] {
-				if err := f.fn.ProcessElement(ctx, 0, bt, emit); err != nil {
+				if err := f.fn.ProcessElement(ctx, 0, bt, emit, unexpectedRetry(b)); err != nil {
 					b.Fatal(err)
 				}
 			}
-			if err := f.fn.FinishBundle(ctx, emit); err != nil {
+			if err := f.fn.FinishBundle(ctx, emit, unexpectedRetry(b)); err != nil {
 				b.Fatal(err)
 			}
 		}

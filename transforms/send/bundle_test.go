@@ -211,16 +211,16 @@ func TestSendFnFlushRedisError(t *testing.T) {
 	expired := batch("r-old", 9, ios("u1", "d1", 1))
 	expired.Request.Req.TTLSeconds = 1
 	expired.Request.ReceivedAt = time.Now().Add(-time.Hour)
-	f.fn.StartBundle(ctx, emit)
+	f.fn.StartBundle(ctx, emit, unexpectedRetry(t))
 	for i, b := range []recipient.Batch{
 		batch("r-1", 1, ios("u1", "d1", 1)), expired, batch("r-2", 2, ios("u1", "d1", 1)),
 		batch("r-3", 3, ios("u1", "d1", 1)), batch("r-4", 4, ios("u1", "d1", 1)), batch("r-5", 5),
 	} {
-		if err := f.fn.ProcessElement(ctx, beam.EventTime(i), b, emit); err != nil {
+		if err := f.fn.ProcessElement(ctx, beam.EventTime(i), b, emit, unexpectedRetry(t)); err != nil {
 			t.Fatalf("ProcessElement(%s) = %v, want nil (buffered)", b.Request.Req.ID, err)
 		}
 	}
-	err := f.fn.FinishBundle(ctx, emit)
+	err := f.fn.FinishBundle(ctx, emit, unexpectedRetry(t))
 	if err == nil || !strings.HasPrefix(err.Error(), "send: r-1, r-2, r-3 and 1 more requests: redisio: claim 4 dedup keys: ") {
 		t.Errorf("FinishBundle() with Redis down = %v, want send: r-1, r-2, r-3 and 1 more requests: redisio: claim 4 dedup keys: ...", err)
 	}
@@ -255,11 +255,11 @@ func runBundleErr(t *testing.T, fn *sendFn, b recipient.Batch, prefix string) []
 	ctx := context.Background()
 	var out []stamped
 	emit := func(ts beam.EventTime, ev pushflow.DeliveryEvent) { out = append(out, stamped{ts: ts, ev: ev}) }
-	fn.StartBundle(ctx, emit)
-	if err := fn.ProcessElement(ctx, 0, b, emit); err != nil {
+	fn.StartBundle(ctx, emit, unexpectedRetry(t))
+	if err := fn.ProcessElement(ctx, 0, b, emit, unexpectedRetry(t)); err != nil {
 		t.Fatalf("ProcessElement(%s) = %v, want nil (buffered)", b.Request.Req.ID, err)
 	}
-	if err := fn.FinishBundle(ctx, emit); err == nil || !strings.HasPrefix(err.Error(), prefix) {
+	if err := fn.FinishBundle(ctx, emit, unexpectedRetry(t)); err == nil || !strings.HasPrefix(err.Error(), prefix) {
 		t.Errorf("FinishBundle() = %v, want an error starting with %q", err, prefix)
 	}
 	return out

@@ -32,13 +32,13 @@ import (
 	"github.com/pushflow/pushflow"
 	"github.com/pushflow/pushflow/connectors/apnsio"
 	"github.com/pushflow/pushflow/connectors/fcmio"
-	"github.com/pushflow/pushflow/connectors/redisio"
 	"github.com/pushflow/pushflow/transforms/recipient"
 )
 
 func init() {
-	register.DoFn4x1[context.Context, beam.EventTime, recipient.Batch, func(beam.EventTime, pushflow.DeliveryEvent), error](&sendFn{})
+	register.DoFn5x1[context.Context, beam.EventTime, recipient.Batch, func(beam.EventTime, pushflow.DeliveryEvent), func(beam.EventTime, recipient.Batch), error](&sendFn{})
 	register.Emitter2[beam.EventTime, pushflow.DeliveryEvent]()
+	register.Emitter2[beam.EventTime, recipient.Batch]()
 }
 
 // Config configures Notifications.
@@ -56,7 +56,26 @@ type Config struct {
 	// 1 or negative sends each batch on its own). What is left is sent
 	// when the bundle finishes.
 	FlushRecipients int
+	// RetryHorizon is how long after its request time a notification
+	// without a ttl is still retried after transient failures (default
+	// DefaultRetryHorizon); with a ttl, the ttl is the horizon.
+	RetryHorizon time.Duration
+	// RetryMaxAttempts bounds the provider attempts per device over all its
+	// retries (default DefaultRetryMaxAttempts).
+	RetryMaxAttempts int
+	// BreakerThreshold consecutive transient failures of one provider for
+	// one app open its circuit breaker for BreakerCooldown (doubling while
+	// probes fail): its devices wait in the retry lane instead of being
+	// sent (defaults: those of package breaker).
+	BreakerThreshold int
+	BreakerCooldown  time.Duration
 }
+
+// Defaults of Config's retry fields.
+const (
+	DefaultRetryHorizon     = 10 * time.Minute
+	DefaultRetryMaxAttempts = 40
+)
 
 // DefaultFlushRecipients is the default Config.FlushRecipients.
 const DefaultFlushRecipients = recipient.DefaultFlushRecipients
@@ -76,7 +95,8 @@ func Notifications(s beam.Scope, batches beam.PCollection, cfg Config) beam.PCol
 			panic(fmt.Sprintf("send.Notifications: %v", err))
 		}
 	}
-	return beam.ParDo(s, &sendFn{Cfg: cfg}, batches)
+	events, retries := beam.ParDo2(s, &sendFn{Cfg: cfg}, batches)
+	return beam.Flatten(s, events, Retries(s, retries, cfg))
 }
 
 var (
@@ -89,46 +109,26 @@ var (
 	// recorded: re-emitted, not sent again.
 	replayedOutcomes = beam.NewCounter("pushflow", "send_replayed_outcomes")
 	requestAge       = beam.NewDistribution("pushflow", "request_to_send_ms")
+	retried          = beam.NewCounter("pushflow", "send_retried")      // devices sent to the retry lane after a transient failure
+	breakerHeld      = beam.NewCounter("pushflow", "send_breaker_held") // devices not sent because their provider's breaker was open
+	breakerOpened    = beam.NewCounter("pushflow", "send_breaker_opened")
 )
 
 type sendFn struct {
 	Cfg Config
 
-	reg  *redisio.Registry
-	apns *apnsio.Client
-	fcm  *fcmio.Client
-
+	sender
 	buf recipient.Buffer // the bundle's batches not sent yet
 }
 
-func (fn *sendFn) Setup() error {
-	fn.reg = redisio.Open(fn.Cfg.RedisAddr)
-	var err error
-	if fn.apns, err = apnsio.NewClient(fn.Cfg.APNs); err != nil {
-		return fmt.Errorf("send: %w", err)
-	}
-	if fn.Cfg.FCMEnabled {
-		if fn.fcm, err = fcmio.NewClient(context.Background(), fn.Cfg.FCM); err != nil {
-			return fmt.Errorf("send: %w", err)
-		}
-	}
-	return nil
-}
+func (fn *sendFn) Setup() error { return fn.setup(fn.Cfg) }
 
 // StartBundle starts with an empty buffer, also after a failed bundle.
-func (fn *sendFn) StartBundle(context.Context, func(beam.EventTime, pushflow.DeliveryEvent)) {
+func (fn *sendFn) StartBundle(context.Context, func(beam.EventTime, pushflow.DeliveryEvent), func(beam.EventTime, recipient.Batch)) {
 	fn.buf.Reset()
 }
 
-func (fn *sendFn) Teardown() {
-	if fn.apns != nil {
-		fn.apns.Close()
-	}
-	if fn.fcm != nil {
-		fn.fcm.Close()
-	}
-	fn.reg.Close()
-}
+func (fn *sendFn) Teardown() { fn.teardown() }
 
 // Expired reports whether a request's TTL has passed at now.
 func Expired(r recipient.Request, now time.Time) bool {
@@ -140,23 +140,34 @@ func DedupKey(requestID, deviceID string) string { return requestID + "|" + devi
 
 // ProcessElement buffers b with its timestamp and flushes the buffer once
 // it holds Config.FlushRecipients recipients.
-func (fn *sendFn) ProcessElement(ctx context.Context, ts beam.EventTime, b recipient.Batch, emit func(beam.EventTime, pushflow.DeliveryEvent)) error {
+func (fn *sendFn) ProcessElement(ctx context.Context, ts beam.EventTime, b recipient.Batch, emit func(beam.EventTime, pushflow.DeliveryEvent), retry func(beam.EventTime, recipient.Batch)) error {
 	if fn.buf.Add(ts, b, recipient.FlushAt(fn.Cfg.FlushRecipients)) {
-		return fn.flush(ctx, emit)
+		return fn.flush(ctx, emit, retry)
 	}
 	return nil
 }
 
 // FinishBundle flushes what the bundle left in the buffer.
-func (fn *sendFn) FinishBundle(ctx context.Context, emit func(beam.EventTime, pushflow.DeliveryEvent)) error {
-	return fn.flush(ctx, emit)
+func (fn *sendFn) FinishBundle(ctx context.Context, emit func(beam.EventTime, pushflow.DeliveryEvent), retry func(beam.EventTime, recipient.Batch)) error {
+	return fn.flush(ctx, emit, retry)
+}
+
+func (fn *sendFn) flush(ctx context.Context, emit func(beam.EventTime, pushflow.DeliveryEvent), retry func(beam.EventTime, recipient.Batch)) error {
+	defer fn.buf.Reset()
+	return fn.send(ctx, fn.buf.Items, emit, retry)
 }
 
 // plan is what a flush does with one buffered batch: the events it decided
 // before sending (expired, duplicate, no_provider), in the order it decided
 // them, and its messages' ranges in the flush's APNs and FCM sends.
 type plan struct {
-	early            []pushflow.DeliveryEvent
+	early []pushflow.DeliveryEvent
+	// wait are devices whose provider's breaker is open, until waitUntil
+	// (unix ns); again are devices to send again later (transient failures).
+	wait, again []recipient.Recipient
+	waitUntil   int64
+	againAfter  time.Duration
+	attempts    int // the most attempts of a device in again
 	iosFrom, iosTo   int
 	fcmFrom, fcmTo   int
 	claimed, expired bool
@@ -170,9 +181,13 @@ type plan struct {
 // in arrival order, each batch's in the order a batch alone gives them:
 // expired, or duplicate and no_provider as found, then APNs results, then
 // FCM results.
-func (fn *sendFn) flush(ctx context.Context, emit func(beam.EventTime, pushflow.DeliveryEvent)) error {
-	defer fn.buf.Reset()
-	buf := fn.buf.Items
+//
+// Devices whose provider failed transiently (429, 5xx, timeouts), or whose
+// provider's breaker is open, go to retry with the time of their next
+// attempt, until their request's ttl (or Config.RetryHorizon) or
+// Config.RetryMaxAttempts is spent; then they fail with the provider's
+// reason.
+func (fn *sender) send(ctx context.Context, buf []recipient.Buffered, emit func(beam.EventTime, pushflow.DeliveryEvent), retry func(beam.EventTime, recipient.Batch)) error {
 	if len(buf) == 0 {
 		return nil
 	}
@@ -242,10 +257,15 @@ func (fn *sendFn) flush(ctx context.Context, emit func(beam.EventTime, pushflow.
 				continue
 			}
 			if k := DedupKey(req.Req.ID, r.DeviceID); sending[k] {
-				twins = append(twins, twin{batch: i, key: k})
+				twins = append(twins, twin{batch: i, key: k, r: r})
 				continue
 			} else {
 				sending[k] = true
+			}
+			if ok, at := fn.allow(r.Platform, req.Req.App); !ok {
+				pl.wait = append(pl.wait, r)
+				pl.waitUntil = max(pl.waitUntil, at.UnixNano())
+				continue
 			}
 			switch {
 			case r.Platform == pushflow.PlatformIOS:
@@ -305,6 +325,16 @@ func (fn *sendFn) flush(ctx context.Context, emit func(beam.EventTime, pushflow.
 		pl := &plans[i]
 		src := p.Batch.Request.Source.String()
 		add := func(r recipient.Recipient, o outcome) {
+			fn.recordHealth(r.Platform, p.Batch.Request.Req.App, !o.retryable)
+			if o.retryable {
+				if wait, ok := fn.retryable(p.Batch, o, done); ok {
+					pl.again = append(pl.again, r)
+					pl.againAfter = max(pl.againAfter, wait)
+					pl.attempts = max(pl.attempts, p.Batch.Attempts+o.attempts)
+					return
+				}
+			}
+			o.attempts += p.Batch.Attempts
 			ev := fn.record(ctx, p.Batch, r, done, o)
 			sent[i] = append(sent[i], ev)
 			k := DedupKey(p.Batch.Request.Req.ID, r.DeviceID)
@@ -314,15 +344,19 @@ func (fn *sendFn) flush(ctx context.Context, emit func(beam.EventTime, pushflow.
 		}
 		for j := pl.iosFrom; j < pl.iosTo; j++ {
 			res := apnsResults[j]
-			add(ios[j], outcome{res.Outcome, res.Reason, res.ApnsID, res.Attempts, res.Latency, res.Unregistered})
+			add(ios[j], outcome{res.Outcome, res.Reason, res.ApnsID, res.Attempts, res.Latency, res.Unregistered, res.Retryable, res.RetryAfter})
 		}
 		for j := pl.fcmFrom; j < pl.fcmTo; j++ {
 			res := fcmResults[j]
-			add(android[j], outcome{res.Outcome, res.Reason, res.MessageID, res.Attempts, res.Latency, res.Unregistered})
+			add(android[j], outcome{res.Outcome, res.Reason, res.MessageID, res.Attempts, res.Latency, res.Unregistered, res.Retryable, res.RetryAfter})
 		}
 	}
 	for _, tw := range twins {
-		sent[tw.batch] = append(sent[tw.batch], byKey[tw.key])
+		if ev, ok := byKey[tw.key]; ok {
+			sent[tw.batch] = append(sent[tw.batch], ev)
+		} else { // its original waits for another attempt: so does it
+			plans[tw.batch].again = append(plans[tw.batch].again, tw.r)
+		}
 	}
 	// The outcomes are recorded before any is emitted: once an event can
 	// reach an output, a replay of its work finds it here. What a crash
@@ -332,13 +366,27 @@ func (fn *sendFn) flush(ctx context.Context, emit func(beam.EventTime, pushflow.
 		return fmt.Errorf("send: record outcomes of %s: %w", claimedIDs(buf, plans), err)
 	}
 	for i, p := range buf {
-		for _, ev := range plans[i].early {
+		pl := &plans[i]
+		for _, ev := range pl.early {
 			emit(p.TS, ev)
 		}
 		for _, ev := range sent[i] {
 			emit(p.TS, ev)
 		}
+		if len(pl.wait) > 0 {
+			breakerHeld.Inc(ctx, int64(len(pl.wait)))
+			w := p.Batch.With(pl.wait)
+			w.Attempts, w.RetryAt = p.Batch.Attempts, pl.waitUntil
+			retry(p.TS, w)
+		}
+		if len(pl.again) > 0 {
+			retried.Inc(ctx, int64(len(pl.again)))
+			a := p.Batch.With(pl.again)
+			a.Attempts, a.RetryAt = pl.attempts, done.Add(pl.againAfter).UnixNano()
+			retry(p.TS, a)
+		}
 	}
+	fn.countBreakers(ctx)
 	return nil
 }
 
@@ -346,6 +394,7 @@ func (fn *sendFn) flush(ctx context.Context, emit func(beam.EventTime, pushflow.
 type twin struct {
 	batch int
 	key   string
+	r     recipient.Recipient
 }
 
 // claimedIDs names the requests whose devices a flush claimed, for errors:
@@ -366,11 +415,13 @@ type outcome struct {
 	attempts                    int
 	latency                     time.Duration
 	unregistered                bool
+	retryable                   bool          // a transient failure
+	retryAfter                  time.Duration // the provider's Retry-After
 }
 
 // record returns the DeliveryEvent of one sent device, and removes a token
 // the provider says is no longer registered.
-func (fn *sendFn) record(ctx context.Context, b recipient.Batch, r recipient.Recipient, done time.Time, o outcome) pushflow.DeliveryEvent {
+func (fn *sender) record(ctx context.Context, b recipient.Batch, r recipient.Recipient, done time.Time, o outcome) pushflow.DeliveryEvent {
 	app := b.Request.Req.App
 	ev := b.Event(done, r, pushflow.StageSend, o.outcome, o.reason)
 	ev.ProviderID, ev.Attempts = o.providerID, o.attempts

@@ -76,7 +76,7 @@ func newFixtureWith(t testing.TB, srvOpts []apnsiotest.Option, events ...pushflo
 	fn := &sendFn{Cfg: Config{RedisAddr: addr, APNs: apnsio.Config{
 		Endpoint: srv.URL(), CAFile: caPath, KeyFile: keyPath, KeyID: keyID, TeamID: teamID,
 		BaseBackoff: time.Millisecond, MaxBackoff: 5 * time.Millisecond,
-	}}}
+	}, RetryMaxAttempts: 1}} // no retry lane: a transient failure fails at once (retry_test.go has the lane)
 	if err := fn.Cfg.APNs.Validate(); err != nil {
 		t.Fatal(err)
 	}
@@ -85,6 +85,14 @@ func newFixtureWith(t testing.TB, srvOpts []apnsiotest.Option, events ...pushflo
 	}
 	t.Cleanup(fn.Teardown)
 	return &fixture{addr: addr, srv: srv, reg: reg, fn: fn}
+}
+
+// unexpectedRetry is the retry output of a sendFn whose tests expect no
+// device to be sent to the retry lane.
+func unexpectedRetry(t testing.TB) func(beam.EventTime, recipient.Batch) {
+	return func(_ beam.EventTime, b recipient.Batch) {
+		t.Errorf("send: %d devices of %s sent to the retry lane, want none", len(b.Recipients), b.Request.Req.ID)
+	}
 }
 
 // run sends b alone in a bundle and returns its events.
@@ -115,14 +123,14 @@ func runBundle(t testing.TB, fn *sendFn, in []stamped) (out []stamped, emitted [
 	t.Helper()
 	ctx := context.Background()
 	emit := func(ts beam.EventTime, ev pushflow.DeliveryEvent) { out = append(out, stamped{ts: ts, ev: ev}) }
-	fn.StartBundle(ctx, emit)
+	fn.StartBundle(ctx, emit, unexpectedRetry(t))
 	for _, s := range in {
-		if err := fn.ProcessElement(ctx, s.ts, s.b, emit); err != nil {
+		if err := fn.ProcessElement(ctx, s.ts, s.b, emit, unexpectedRetry(t)); err != nil {
 			t.Fatalf("ProcessElement(%s) = %v, want nil", s.b.Request.Req.ID, err)
 		}
 		emitted = append(emitted, len(out))
 	}
-	if err := fn.FinishBundle(ctx, emit); err != nil {
+	if err := fn.FinishBundle(ctx, emit, unexpectedRetry(t)); err != nil {
 		t.Fatalf("FinishBundle() = %v, want nil", err)
 	}
 	return out, emitted
