@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strconv"
+	"strings"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -20,12 +21,15 @@ import (
 // Keys (one hash slot per ledger, so every script is atomic on a cluster):
 //
 //	ledger:{<name>}:entries   hash entry key → entry (opaque bytes, the caller's encoding)
-//	ledger:{<name>}:progress  hash "u:<key>" → open units, "x:<key>" → 1 once the
-//	                          entry will start no more units (its expansion ended)
+//	ledger:{<name>}:progress  hash, per pool: "u:<pool>" open units, "x:<pool>" entries of
+//	                          the pool still starting units, "e:<pool>" its entry keys
 //
-// An entry is settled (both removed) when its "x" flag is set and its units
-// reach 0 or below; units may go negative for a while because outputs can be
-// written before the stage that created them has counted them.
+// Entries count their units in a pool, which is how their outputs name
+// them: two copies of one request (read from two Kafka records) are two
+// entries in the pool of the request id. A pool is settled (its entries and
+// progress removed) when no entry of it starts units any more and its units
+// reach 0 or below; units may go negative for a while because outputs can
+// be written before the stage that created them has counted them.
 
 func (k keys) ledgerEntries(name string) string {
 	return k.prefix + "ledger:{" + esc(name) + "}:entries"
@@ -38,14 +42,17 @@ func (k keys) ledgerProgress(name string) string {
 // scriptLedgerAdmit adds entries that are not in the ledger yet.
 //
 //	KEYS[1] entries, KEYS[2] progress
-//	ARGV    (key, entry, units, final) per entry
+//	ARGV    (key, pool, entry, units, final) per entry
 //	returns 1 per entry admitted, 0 per entry already there
 const scriptLedgerAdmit = `
 local out = {}
-for i = 1, #ARGV, 4 do
-  if redis.call('HSETNX', KEYS[1], ARGV[i], ARGV[i+1]) == 1 then
-    redis.call('HSET', KEYS[2], 'u:' .. ARGV[i], ARGV[i+2])
-    if ARGV[i+3] == '1' then redis.call('HSET', KEYS[2], 'x:' .. ARGV[i], '1') else redis.call('HDEL', KEYS[2], 'x:' .. ARGV[i]) end
+for i = 1, #ARGV, 5 do
+  local k, pool = ARGV[i], ARGV[i+1]
+  if redis.call('HSETNX', KEYS[1], k, ARGV[i+2]) == 1 then
+    redis.call('HINCRBY', KEYS[2], 'u:' .. pool, tonumber(ARGV[i+3]))
+    if ARGV[i+4] ~= '1' then redis.call('HINCRBY', KEYS[2], 'x:' .. pool, 1) end
+    local l = redis.call('HGET', KEYS[2], 'e:' .. pool)
+    if l then redis.call('HSET', KEYS[2], 'e:' .. pool, l .. '\n' .. k) else redis.call('HSET', KEYS[2], 'e:' .. pool, k) end
     out[#out+1] = 1
   else
     out[#out+1] = 0
@@ -54,24 +61,27 @@ end
 return out
 `
 
-// scriptLedgerProgress adds deltas to open entries' units, marks entries
-// final, and settles those that are done. Unknown keys are ignored (an
-// entry already settled, or outputs of work that is not in the ledger).
+// scriptLedgerProgress adds deltas to open pools' units, counts entries
+// whose expansion ended, and settles the pools that are done. Unknown
+// pools are ignored (settled already, or outputs of work not in the
+// ledger).
 //
 //	KEYS[1] entries, KEYS[2] progress
-//	ARGV    (key, delta, final) per change
-//	returns 1 per change that settled its entry, else 0
+//	ARGV    (pool, delta, final) per change
+//	returns 1 per change that settled its pool, else 0
 const scriptLedgerProgress = `
 local out = {}
 for i = 1, #ARGV, 3 do
-  local k = ARGV[i]
+  local pool = ARGV[i]
   local settled = 0
-  if redis.call('HEXISTS', KEYS[1], k) == 1 then
-    local u = redis.call('HINCRBY', KEYS[2], 'u:' .. k, tonumber(ARGV[i+1]))
-    if ARGV[i+2] == '1' then redis.call('HSET', KEYS[2], 'x:' .. k, '1') end
-    if u <= 0 and redis.call('HEXISTS', KEYS[2], 'x:' .. k) == 1 then
-      redis.call('HDEL', KEYS[1], k)
-      redis.call('HDEL', KEYS[2], 'u:' .. k, 'x:' .. k)
+  local l = redis.call('HGET', KEYS[2], 'e:' .. pool)
+  if l then
+    local u = redis.call('HINCRBY', KEYS[2], 'u:' .. pool, tonumber(ARGV[i+1]))
+    local x = tonumber(redis.call('HGET', KEYS[2], 'x:' .. pool) or '0')
+    if ARGV[i+2] == '1' then x = redis.call('HINCRBY', KEYS[2], 'x:' .. pool, -1) end
+    if u <= 0 and x <= 0 then
+      for k in string.gmatch(l, '[^\n]+') do redis.call('HDEL', KEYS[1], k) end
+      redis.call('HDEL', KEYS[2], 'u:' .. pool, 'x:' .. pool, 'e:' .. pool)
       settled = 1
     end
   end
@@ -80,21 +90,29 @@ end
 return out
 `
 
-// LedgerEntry is one entry to admit: Units of work it starts with, and
-// Final when it will start no others (an entry whose outcomes are already
-// known, e.g. a dead letter).
+// LedgerEntry is one entry to admit: Units of work it starts with in its
+// Pool ("" = its own Key), and Final when it will start no others (an
+// entry whose outcomes are already known, e.g. a dead letter).
 type LedgerEntry struct {
 	Key   string
+	Pool  string
 	Value []byte
 	Units int64
 	Final bool
 }
 
-// LedgerChange is a change to an open entry's progress: Delta units (new
-// units positive, written outputs negative), and Final once the entry will
-// start no more units.
+func (e LedgerEntry) pool() string {
+	if e.Pool == "" {
+		return e.Key
+	}
+	return e.Pool
+}
+
+// LedgerChange is a change to an open pool's progress: Delta units (new
+// units positive, written outputs negative), and Final once one of its
+// entries will start no more units.
 type LedgerChange struct {
-	Key   string
+	Key   string // the pool
 	Delta int64
 	Final bool
 }
@@ -107,9 +125,9 @@ func (r *Registry) LedgerAdmit(ctx context.Context, name string, entries []Ledge
 	if len(entries) == 0 {
 		return out, nil
 	}
-	args := make([]any, 0, 4*len(entries))
+	args := make([]any, 0, 5*len(entries))
 	for _, e := range entries {
-		args = append(args, e.Key, e.Value, e.Units, flag(e.Final))
+		args = append(args, e.Key, e.pool(), e.Value, e.Units, flag(e.Final))
 	}
 	res, err := r.c.Eval(ctx, scriptLedgerAdmit, []string{r.k.ledgerEntries(name), r.k.ledgerProgress(name)}, args...).Int64Slice()
 	if err != nil {
@@ -122,7 +140,7 @@ func (r *Registry) LedgerAdmit(ctx context.Context, name string, entries []Ledge
 }
 
 // LedgerProgress applies changes to the ledger name in one round trip and
-// returns the keys of the entries it settled.
+// returns the pools it settled.
 func (r *Registry) LedgerProgress(ctx context.Context, name string, changes []LedgerChange) ([]string, error) {
 	if len(changes) == 0 {
 		return nil, nil
@@ -166,28 +184,33 @@ func (r *Registry) LedgerScan(ctx context.Context, name string, count int64, f f
 	}
 }
 
-// LedgerReset restarts the progress of open entries that a new run replays:
-// units and the final flag as given, as if just admitted. Keys not in the
-// ledger are skipped.
-func (r *Registry) LedgerReset(ctx context.Context, name string, entries []LedgerEntry) error {
-	if len(entries) == 0 {
+// LedgerPool is the progress of one pool as a new run starts it again.
+type LedgerPool struct {
+	Pool      string
+	Units     int64    // units its entries start with
+	Expanding int64    // its entries that will still start units
+	Keys      []string // its entries
+}
+
+// LedgerReset restarts the progress of open pools that a new run replays,
+// as if their entries were just admitted, and stores the entries' new
+// values (values[key], when given).
+func (r *Registry) LedgerReset(ctx context.Context, name string, pools []LedgerPool, values map[string][]byte) error {
+	if len(pools) == 0 {
 		return nil
 	}
 	pipe := r.c.Pipeline()
 	prog := r.k.ledgerProgress(name)
-	for _, e := range entries {
-		pipe.HSet(ctx, prog, "u:"+e.Key, strconv.FormatInt(e.Units, 10))
-		if e.Final {
-			pipe.HSet(ctx, prog, "x:"+e.Key, "1")
-		} else {
-			pipe.HDel(ctx, prog, "x:"+e.Key)
-		}
-		if len(e.Value) > 0 {
-			pipe.HSet(ctx, r.k.ledgerEntries(name), e.Key, e.Value)
+	for _, p := range pools {
+		pipe.HSet(ctx, prog, "u:"+p.Pool, strconv.FormatInt(p.Units, 10), "x:"+p.Pool, strconv.FormatInt(p.Expanding, 10), "e:"+p.Pool, strings.Join(p.Keys, "\n"))
+		for _, k := range p.Keys {
+			if v, ok := values[k]; ok {
+				pipe.HSet(ctx, r.k.ledgerEntries(name), k, v)
+			}
 		}
 	}
 	if _, err := pipe.Exec(ctx); err != nil {
-		return fmt.Errorf("redisio: reset %d ledger %s entries: %w", len(entries), name, err)
+		return fmt.Errorf("redisio: reset %d ledger %s pools: %w", len(pools), name, err)
 	}
 	return nil
 }
@@ -206,17 +229,4 @@ func flag(b bool) string {
 		return "1"
 	}
 	return "0"
-}
-
-// LedgerGet returns the value of the open entry key of the ledger name, nil
-// if it is not open.
-func (r *Registry) LedgerGet(ctx context.Context, name, key string) ([]byte, error) {
-	v, err := r.c.HGet(ctx, r.k.ledgerEntries(name), key).Bytes()
-	if err == redis.Nil {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("redisio: ledger %s entry %s: %w", name, key, err)
-	}
-	return v, nil
 }

@@ -296,7 +296,8 @@ func (fn *expandFn) ProcessElement(ctx context.Context, rt *sdf.LockRTracker, re
 		if delta == 0 && (final || !done) {
 			return nil
 		}
-		_, err := fn.reg.LedgerProgress(ctx, fn.Ledger, []redisio.LedgerChange{{Key: ledger.RequestKey(r.ID), Delta: delta, Final: done}})
+		// A list target was admitted final: its end is no news.
+		_, err := fn.reg.LedgerProgress(ctx, fn.Ledger, []redisio.LedgerChange{{Key: ledger.RequestKey(r.ID), Delta: delta, Final: done && !final}})
 		if err != nil {
 			return fmt.Errorf("expand: %s: %w", r.ID, err)
 		}

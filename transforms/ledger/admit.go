@@ -24,9 +24,8 @@ func init() {
 }
 
 var (
-	admitted   = beam.NewCounter("pushflow", "ledger_admitted")
-	rereads    = beam.NewCounter("pushflow", "ledger_rereads_skipped")
-	duplicates = beam.NewCounter("pushflow", "ledger_duplicates")
+	admitted = beam.NewCounter("pushflow", "ledger_admitted")
+	rereads  = beam.NewCounter("pushflow", "ledger_rereads_skipped")
 )
 
 // admitBatch is how many records Admit buffers before it writes their
@@ -56,6 +55,7 @@ func Admit(s beam.Scope, records beam.PCollection, cfg Config) (reqs, outs beam.
 // entry is a ledger entry's value.
 type entry struct {
 	Run    string `json:"run"`
+	Pool   string `json:"pool"`
 	Source string `json:"source"`
 	// A request: the record's bytes, decoded again on replay.
 	Raw        []byte    `json:"raw,omitempty"`
@@ -106,7 +106,7 @@ func (fn *admitFn) ProcessElement(ctx context.Context, ts beam.EventTime, rec ka
 			outs(ts, out)
 			return nil
 		}
-		val, err := json.Marshal(entry{Run: fn.Cfg.Run, Source: src, Out: &out})
+		val, err := json.Marshal(entry{Run: fn.Cfg.Run, Pool: out.Key, Source: src, Out: &out})
 		if err != nil {
 			return fmt.Errorf("ledger: entry of %s: %w", src, err)
 		}
@@ -116,12 +116,12 @@ func (fn *admitFn) ProcessElement(ctx context.Context, ts beam.EventTime, rec ka
 			emit(ts, req)
 			return nil
 		}
-		val, err := json.Marshal(entry{Run: fn.Cfg.Run, Source: src, Raw: rec.Value, ReceivedAt: now})
+		val, err := json.Marshal(entry{Run: fn.Cfg.Run, Pool: RequestKey(req.Req.ID), Source: src, Raw: rec.Value, ReceivedAt: now})
 		if err != nil {
 			return fmt.Errorf("ledger: entry of %s: %w", req.Req.ID, err)
 		}
 		units, final := InitialUnits(req.Req)
-		fn.buf = append(fn.buf, pending{ts: ts, req: &req, e: redisio.LedgerEntry{Key: RequestKey(req.Req.ID), Value: val, Units: units, Final: final}})
+		fn.buf = append(fn.buf, pending{ts: ts, req: &req, e: redisio.LedgerEntry{Key: entryKey(req.Req.ID, src), Pool: RequestKey(req.Req.ID), Value: val, Units: units, Final: final}})
 	}
 	if len(fn.buf) >= admitBatch {
 		return fn.flush(ctx, emit, outs)
@@ -133,9 +133,9 @@ func (fn *admitFn) FinishBundle(ctx context.Context, emit func(beam.EventTime, r
 	return fn.flush(ctx, emit, outs)
 }
 
-// flush admits the buffered records and emits what was admitted. A
-// request whose id is open already is a re-read (same source: skipped, a
-// replay handles it) or a second copy (admitted as a duplicate outcome).
+// flush admits the buffered records and emits what was admitted. A record
+// already in the ledger was admitted by an earlier run that did not commit
+// its offset: skipped, Replay replays it.
 func (fn *admitFn) flush(ctx context.Context, emit func(beam.EventTime, recipient.Request), outs func(beam.EventTime, Output)) error {
 	if len(fn.buf) == 0 {
 		return nil
@@ -149,80 +149,19 @@ func (fn *admitFn) flush(ctx context.Context, emit func(beam.EventTime, recipien
 	if err != nil {
 		return fmt.Errorf("ledger: %w", err)
 	}
-	var dups []pending
 	for i, p := range fn.buf {
 		switch {
-		case ok[i] && p.req != nil:
+		case !ok[i]:
+			rereads.Inc(ctx, 1)
+		case p.req != nil:
 			admitted.Inc(ctx, 1)
 			emit(p.ts, *p.req)
-		case ok[i]:
-			admitted.Inc(ctx, 1)
-			outs(p.ts, p.out)
-		case p.req != nil:
-			dups = append(dups, p)
 		default:
-			rereads.Inc(ctx, 1) // a dead letter admitted by an earlier run
-		}
-	}
-	if len(dups) == 0 {
-		return nil
-	}
-	return fn.admitDuplicates(ctx, dups, outs)
-}
-
-// admitDuplicates handles requests whose id was open: the same source is a
-// re-read of what an earlier run admitted; another source is a second copy
-// of the request, which ends as one "dropped duplicate" event.
-func (fn *admitFn) admitDuplicates(ctx context.Context, dups []pending, outs func(beam.EventTime, Output)) error {
-	var copies []pending
-	var entries []redisio.LedgerEntry
-	for _, p := range dups {
-		src, err := fn.openSource(ctx, p.req.Req.ID)
-		if err != nil {
-			return err
-		}
-		if src == p.req.Source.String() || src == "" {
-			// "" : it settled meanwhile, so it was done; nothing to redo.
-			rereads.Inc(ctx, 1)
-			continue
-		}
-		now := time.Now()
-		out := Output{Key: duplicateKey(p.req.Source.String()), Events: []pushflow.DeliveryEvent{
-			p.req.Event(now, "", "", "", pushflow.StageValidate, pushflow.OutcomeDropped, pushflow.ReasonDuplicate),
-		}}
-		val, err := json.Marshal(entry{Run: fn.Cfg.Run, Source: p.req.Source.String(), Out: &out})
-		if err != nil {
-			return fmt.Errorf("ledger: entry of %s: %w", out.Key, err)
-		}
-		p.out = out
-		copies = append(copies, p)
-		entries = append(entries, redisio.LedgerEntry{Key: out.Key, Value: val, Units: 1, Final: true})
-	}
-	ok, err := fn.reg.LedgerAdmit(ctx, fn.Cfg.Name, entries)
-	if err != nil {
-		return fmt.Errorf("ledger: %w", err)
-	}
-	for i, p := range copies {
-		if ok[i] {
-			duplicates.Inc(ctx, 1)
+			admitted.Inc(ctx, 1)
 			outs(p.ts, p.out)
 		}
 	}
 	return nil
-}
-
-// openSource returns the Kafka source of the open entry of request id, ""
-// if there is none.
-func (fn *admitFn) openSource(ctx context.Context, id string) (string, error) {
-	val, err := fn.reg.LedgerGet(ctx, fn.Cfg.Name, RequestKey(id))
-	if err != nil || val == nil {
-		return "", err
-	}
-	var e entry
-	if err := json.Unmarshal(val, &e); err != nil {
-		return "", fmt.Errorf("ledger: entry of %s: %w", id, err)
-	}
-	return e.Source, nil
 }
 
 // parseSource is the inverse of recipient.Source.String.

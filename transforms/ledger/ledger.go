@@ -52,15 +52,16 @@ type Output struct {
 	Dead   []pushflow.DeadLetter
 }
 
-// RequestKey is the ledger key of a valid request.
+// RequestKey is the ledger pool of a valid request: what its outputs
+// settle.
 func RequestKey(id string) string { return "r:" + id }
 
 // rejectKey is the ledger key of a record dead-lettered at admission.
 func rejectKey(source string) string { return "rej:" + source }
 
-// duplicateKey is the ledger key of a second copy of a request that is
-// still open under its id.
-func duplicateKey(source string) string { return "dup:" + source }
+// entryKey is the ledger key of the request id read at source; its pool
+// is RequestKey(id).
+func entryKey(id, source string) string { return RequestKey(id) + "@" + source }
 
 // InitialUnits is how many units a request starts with, and whether
 // expansion can add none: the distinct users or devices of a list target

@@ -48,7 +48,9 @@ func (fn *replayFn) ProcessElement(ctx context.Context, _ []byte, emit func(reci
 	reg := redisio.Open(fn.Cfg.RedisAddr)
 	defer reg.Close()
 	start := time.Now()
-	var reset []redisio.LedgerEntry
+	pools := map[string]*redisio.LedgerPool{}
+	var order []string
+	values := map[string][]byte{}
 	var reqs []recipient.Request
 	var done []Output
 	err := reg.LedgerScan(ctx, fn.Cfg.Name, 1000, func(key string, val []byte) error {
@@ -64,8 +66,16 @@ func (fn *replayFn) ProcessElement(ctx context.Context, _ []byte, emit func(reci
 		if err != nil {
 			return err
 		}
+		values[key] = nv
+		p := pools[e.Pool]
+		if p == nil {
+			p = &redisio.LedgerPool{Pool: e.Pool}
+			pools[e.Pool] = p
+			order = append(order, e.Pool)
+		}
+		p.Keys = append(p.Keys, key)
 		if e.Out != nil {
-			reset = append(reset, redisio.LedgerEntry{Key: key, Value: nv, Units: 1, Final: true})
+			p.Units++
 			done = append(done, *e.Out)
 			return nil
 		}
@@ -75,7 +85,10 @@ func (fn *replayFn) ProcessElement(ctx context.Context, _ []byte, emit func(reci
 			return fmt.Errorf("ledger: entry %s no longer decodes: %w", key, err)
 		}
 		units, final := InitialUnits(req)
-		reset = append(reset, redisio.LedgerEntry{Key: key, Value: nv, Units: units, Final: final})
+		p.Units += units
+		if !final {
+			p.Expanding++
+		}
 		reqs = append(reqs, recipient.Request{Req: req, Source: parseSource(e.Source), ReceivedAt: e.ReceivedAt, Replayed: true})
 		return nil
 	})
@@ -83,15 +96,20 @@ func (fn *replayFn) ProcessElement(ctx context.Context, _ []byte, emit func(reci
 		return err
 	}
 	// Reset before emitting: the replayed work reports against fresh counts.
-	for i := 0; i < len(reset); i += 1000 {
-		if err := reg.LedgerReset(ctx, fn.Cfg.Name, reset[i:min(i+1000, len(reset))]); err != nil {
-			return fmt.Errorf("ledger: %w", err)
+	var batch []redisio.LedgerPool
+	for i, name := range order {
+		batch = append(batch, *pools[name])
+		if len(batch) == 1000 || i == len(order)-1 {
+			if err := reg.LedgerReset(ctx, fn.Cfg.Name, batch, values); err != nil {
+				return fmt.Errorf("ledger: %w", err)
+			}
+			batch = batch[:0]
 		}
 	}
-	if len(reset) > 0 {
+	if len(values) > 0 {
 		slog.InfoContext(ctx, "ledger: replaying work a previous run left open", "ledger", fn.Cfg.Name, "requests", len(reqs), "outputs", len(done), "took", time.Since(start))
 	}
-	replayed.Inc(ctx, int64(len(reset)))
+	replayed.Inc(ctx, int64(len(values)))
 	for _, r := range reqs {
 		emit(r)
 	}
