@@ -128,7 +128,8 @@ type OutcomeReason struct {
 
 // Summary counts the rows of a delivery table.
 type Summary struct {
-	Rows      int64                   // rows in the table
+	Rows      int64                   // rows in the table, one per event_id
+	Replayed  int64                   // further copies of an event_id (written again by a replay), not in Rows
 	Files     int                     // committed part files
 	Requests  int                     // distinct request_id values
 	ByOutcome map[string]int64        // rows per outcome
@@ -136,8 +137,9 @@ type Summary struct {
 }
 
 // Summarize scans the local table in dir and counts its rows by outcome, by
-// (outcome, reason), and its distinct requests. Memory grows with the number
-// of distinct requests, not rows.
+// (outcome, reason), and its distinct requests, counting each event_id once
+// (rows without one, written before it existed, each count). Memory grows
+// with the number of distinct requests and event ids.
 func Summarize(dir string) (Summary, error) {
 	files, err := Files(dir)
 	if err != nil {
@@ -149,9 +151,17 @@ func Summarize(dir string) (Summary, error) {
 		ByReason:  map[OutcomeReason]int64{},
 	}
 	requests := map[string]struct{}{}
+	seen := map[string]struct{}{}
 	batch := make([]pushflow.DeliveryEvent, 1024)
 	for _, path := range files {
 		err := scanFile(path, batch, func(ev pushflow.DeliveryEvent) error {
+			if ev.EventID != "" {
+				if _, dup := seen[ev.EventID]; dup {
+					s.Replayed++
+					return nil
+				}
+				seen[ev.EventID] = struct{}{}
+			}
 			s.Rows++
 			s.ByOutcome[ev.Outcome]++
 			s.ByReason[OutcomeReason{ev.Outcome, ev.Reason}]++
@@ -183,6 +193,9 @@ func (s Summary) WriteTo(w io.Writer) (int64, error) {
 	fmt.Fprintf(tw, "rows\t%d\n", s.Rows)
 	fmt.Fprintf(tw, "requests\t%d\n", s.Requests)
 	fmt.Fprintf(tw, "files\t%d\n", s.Files)
+	if s.Replayed > 0 {
+		fmt.Fprintf(tw, "replayed copies (not counted)\t%d\n", s.Replayed)
+	}
 	tw.Flush()
 	tw = tabwriter.NewWriter(cw, 0, 8, 2, ' ', 0)
 	fmt.Fprintf(tw, "\noutcome\trows\n")

@@ -59,6 +59,12 @@ type Config struct {
 	// Run identifies this run for the ledger; Build picks a fresh one when
 	// it is empty.
 	Run string
+	// Retry is how send rides out provider outages (send.Config's retry
+	// and breaker fields; zero fields take send's defaults).
+	RetryHorizon     time.Duration
+	RetryMaxAttempts int
+	BreakerThreshold int
+	BreakerCooldown  time.Duration
 	// AudienceRoots are the directories file targets may name files
 	// under; empty = file targets are refused (expand.Config.AudienceRoots).
 	AudienceRoots []string
@@ -108,6 +114,9 @@ func (c *Config) Validate() error {
 			return fmt.Errorf("--campaign_qps: %s: must be >= 0, got %d", c, q)
 		}
 	}
+	if c.RetryHorizon < 0 || c.RetryMaxAttempts < 0 || c.BreakerThreshold < 0 || c.BreakerCooldown < 0 {
+		return fmt.Errorf("--send_retry_horizon, --send_retry_max_attempts, --breaker_threshold and --breaker_cooldown must be >= 0")
+	}
 	if c.BatchSize <= 0 {
 		return fmt.Errorf("--batch_size: must be > 0, got %d", c.BatchSize)
 	}
@@ -125,7 +134,8 @@ func (c *Config) FCMEnabled() bool {
 // sendConfig is the sender configuration of one lane, with its own
 // in-flight budget per provider (0 keeps the connector's default).
 func (c *Config) sendConfig(concurrency int) send.Config {
-	sc := send.Config{RedisAddr: c.RedisAddr, APNs: c.APNs, FCM: c.FCM, FCMEnabled: c.FCMEnabled(), FlushRecipients: c.FlushRecipients}
+	sc := send.Config{RedisAddr: c.RedisAddr, APNs: c.APNs, FCM: c.FCM, FCMEnabled: c.FCMEnabled(), FlushRecipients: c.FlushRecipients,
+		RetryHorizon: c.RetryHorizon, RetryMaxAttempts: c.RetryMaxAttempts, BreakerThreshold: c.BreakerThreshold, BreakerCooldown: c.BreakerCooldown}
 	if concurrency > 0 {
 		sc.APNs.Concurrency, sc.FCM.Concurrency = concurrency, concurrency
 	}

@@ -25,10 +25,12 @@ import (
 	"github.com/sideshow/apns2"
 
 	"github.com/pushflow/pushflow"
+	"github.com/pushflow/pushflow/connectors/breaker"
 	"github.com/pushflow/pushflow/internal/devstack"
 	"github.com/pushflow/pushflow/internal/options"
 	"github.com/pushflow/pushflow/internal/prismsplit"
 	"github.com/pushflow/pushflow/internal/runsummary"
+	"github.com/pushflow/pushflow/transforms/send"
 )
 
 func main() {
@@ -67,6 +69,10 @@ func main() {
 	fs.IntVar(&cfg.BatchSize, "batch_size", 500, "recipients per batch between expand and send (one pipelined Redis read per batch)")
 	fs.IntVar(&cfg.Filter.FrequencyCap, "frequency_cap", 0, "most notifications per user, category and UTC day; 0 = no cap")
 	fs.Float64Var(&cfg.Filter.MinInterest, "min_interest", 0, "drop recipients whose interest score for the category is known and below this; 0 = off")
+	fs.DurationVar(&cfg.RetryHorizon, "send_retry_horizon", send.DefaultRetryHorizon, "how long after its request time a notification without ttl_seconds is retried after transient provider failures (429, 5xx, timeouts); with a ttl the ttl is the horizon")
+	fs.IntVar(&cfg.RetryMaxAttempts, "send_retry_max_attempts", send.DefaultRetryMaxAttempts, "provider attempts per device over all its retries, before it fails with the provider's reason")
+	fs.IntVar(&cfg.BreakerThreshold, "breaker_threshold", breaker.DefaultThreshold, "consecutive transient failures of one provider for one app that open its circuit breaker (its devices then wait in the retry lane)")
+	fs.DurationVar(&cfg.BreakerCooldown, "breaker_cooldown", breaker.DefaultCooldown, "how long an open breaker waits before one probe; doubles (up to 1m) while probes fail")
 	ledgerOn := fs.Bool("ledger", true, "keep a durable record in Redis of every request read and not yet finished, and replay what a killed run left open (crash safety on any runner); false: a crash loses what was in flight")
 	fs.Func("audience_roots", "file targets may only name files under these directories (comma-separated; relative ones resolve against the worker's working directory); empty = file targets are refused. The dev stack defaults it to --testdata", func(v string) error {
 		cfg.AudienceRoots = splitList(v)

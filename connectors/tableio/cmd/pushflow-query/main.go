@@ -47,9 +47,12 @@ Usage:
 The table is the view "deliveries", one row per DeliveryEvent: every
 recipient device of every request ends as exactly one row, and a request that
 ends before recipients exist (validation, no recipients) as one row too.
+Rows are deduplicated on event_id: a replay after a crash may write an
+event again, and the view "deliveries_raw" shows every row as written.
 
   column        type         meaning
   v             BIGINT       record version (1)
+  event_id      VARCHAR      deterministic id of this outcome (replays repeat it)
   request_id    VARCHAR      PushRequest.id
   campaign      VARCHAR
   app           VARCHAR
@@ -232,8 +235,20 @@ func openTable(spec string) (db *sql.DB, closeDB func(), err error) {
 		}
 		view = fmt.Sprintf("SELECT *, NULL::DATE AS day FROM read_parquet(%s)", sqlString(filepath.ToSlash(empty)))
 	}
-	if _, err := db.Exec("CREATE VIEW deliveries AS " + view); err != nil {
-		return nil, nil, fmt.Errorf("create view deliveries over %s: %w", t, err)
+	// deliveries_raw is every row written; deliveries keeps one row per
+	// event_id (a replay after a crash writes the same event again), and
+	// every row of files written before event_id existed.
+	for _, v := range []string{
+		"CREATE VIEW deliveries_raw AS " + view,
+		`CREATE VIEW deliveries AS
+		   SELECT * FROM deliveries_raw WHERE coalesce(event_id, '') = ''
+		   UNION ALL
+		   SELECT * FROM deliveries_raw WHERE event_id <> ''
+		   QUALIFY row_number() OVER (PARTITION BY event_id ORDER BY event_time) = 1`,
+	} {
+		if _, err := db.Exec(v); err != nil {
+			return nil, nil, fmt.Errorf("create view over %s: %w", t, err)
+		}
 	}
 	return db, closeDB, nil
 }
