@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 GO ?= go
 # Packages that do not start Beam pipelines: tested with -race (fast).
-RACE_PKGS := . ./connectors/apnsio/... ./connectors/fcmio/... ./connectors/redisio/... ./internal/options/... ./internal/retry/... ./internal/fanout/... ./internal/prismsplit/...
+RACE_PKGS := . ./connectors/apnsio/... ./connectors/fcmio/... ./connectors/breaker/... ./connectors/internal/... ./connectors/redisio/... ./internal/options/... ./internal/retry/... ./internal/fanout/... ./internal/prismsplit/...
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 TEST_TIMEOUT ?= 20m
 
