@@ -8,6 +8,7 @@ import (
 	"net"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -43,6 +44,10 @@ type stallHook struct {
 	// lastLog is when an outage was last logged (unix ns), so a long one
 	// logs every 10 s, not per command.
 	lastLog atomic.Int64
+	// talked is set once a command succeeded. Before that, a connection
+	// Redis closes (rather than refuses) is a misconfiguration — plaintext
+	// to a TLS port — and is returned at once, not waited out.
+	talked atomic.Bool
 }
 
 func (h *stallHook) DialHook(next redis.DialHook) redis.DialHook { return next }
@@ -82,7 +87,10 @@ func (h *stallHook) retry(ctx context.Context, what string, do func() error) err
 	var start time.Time
 	for {
 		err := do()
-		if !unreachable(err) || ctx.Err() != nil {
+		if err == nil {
+			h.talked.Store(true)
+		}
+		if !unreachable(err) || ctx.Err() != nil || (!h.talked.Load() && !refused(err)) {
 			if !start.IsZero() && err == nil {
 				slog.InfoContext(ctx, "redis: reachable again", "addr", h.addr, "waited", time.Since(start).Round(time.Millisecond))
 			}
@@ -103,6 +111,12 @@ func (h *stallHook) retry(ctx context.Context, what string, do func() error) err
 		}
 		backoff = min(2*backoff, h.maxBackoff)
 	}
+}
+
+// refused reports whether err is a refused connection (nothing listens:
+// Redis is down or not started yet).
+func refused(err error) bool {
+	return errors.Is(err, syscall.ECONNREFUSED) || strings.Contains(err.Error(), "connection refused")
 }
 
 // unreachable reports whether err means Redis could not be reached (or is
