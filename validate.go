@@ -542,6 +542,17 @@ func InQuietHours(s Settings, t time.Time) (bool, error) {
 	return d >= start || d < end, nil
 }
 
+// LocalDay is t's calendar day ("20060102") on the wall clock of the
+// user's time zone s.Timezone (UTC when empty or unknown): the day a
+// frequency cap counts in.
+func LocalDay(s Settings, t time.Time) string {
+	loc, err := loadLocation(s.Timezone)
+	if err != nil {
+		loc = time.UTC
+	}
+	return t.In(loc).Format("20060102")
+}
+
 // locations caches time zones by name: time.LoadLocation reads the zone
 // database on every call.
 var locations sync.Map // string → *time.Location

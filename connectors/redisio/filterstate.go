@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -96,4 +97,56 @@ func (r *Registry) SetInterestScores(ctx context.Context, app string, scores map
 		return fmt.Errorf("redisio: set interest of %d users of %s: %w", n, app, err)
 	}
 	return nil
+}
+
+// FrequencyCount is one notification to count against a user's frequency
+// cap: on Day (the user's local calendar day, "20261122"), for the work
+// named Token (e.g. a request and its Kafka record), which is counted once
+// however often it is replayed.
+type FrequencyCount struct {
+	User, Day, Token string
+}
+
+// scriptFrequencyOnce counts one notification of a token once.
+//
+//	KEYS[1] the counter, KEYS[2] the token's marker (same user, same slot)
+//	ARGV    ttl seconds
+//	returns the count this token got when it was first counted
+const scriptFrequencyOnce = `
+local m = redis.call('GET', KEYS[2])
+if m then return tonumber(m) end
+redis.call('SET', KEYS[1], 0, 'NX', 'EX', ARGV[1])
+local c = redis.call('INCR', KEYS[1])
+redis.call('SET', KEYS[2], c, 'EX', ARGV[1])
+return c
+`
+
+// CountFrequency counts each entry against its user's counter of category
+// on its day, in order, in one round trip, and returns the count each got.
+// An entry whose token was counted before (a replay) is not counted again
+// and gets the count it got then, so a replayed decision is the same
+// decision. Counters and markers live for the frequency TTL.
+func (r *Registry) CountFrequency(ctx context.Context, app, category string, entries []FrequencyCount) ([]int64, error) {
+	out := make([]int64, len(entries))
+	if len(entries) == 0 {
+		return out, nil
+	}
+	ttl := int64(r.freqTTL / time.Second)
+	cmds := make([]*redis.Cmd, len(entries))
+	pipe := r.c.Pipeline()
+	for i, e := range entries {
+		key := r.k.frequency(app, e.User, e.Day, category)
+		cmds[i] = pipe.Eval(ctx, scriptFrequencyOnce, []string{key, key + ":t:" + esc(e.Token)}, ttl)
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return nil, fmt.Errorf("redisio: count %s/%s for %d users: %w", app, category, len(entries), err)
+	}
+	for i, c := range cmds {
+		n, err := c.Int64()
+		if err != nil {
+			return nil, fmt.Errorf("redisio: count %s/%s for %s: %w", app, category, entries[i].User, err)
+		}
+		out[i] = n
+	}
+	return out, nil
 }

@@ -96,3 +96,33 @@ func TestLedger(t *testing.T) {
 		}
 	})
 }
+
+func TestCountFrequencyOncePerToken(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, c redis.UniversalClient) {
+		ctx := context.Background()
+		r := redisio.New(c)
+		count := func(es ...redisio.FrequencyCount) []int64 {
+			t.Helper()
+			got, err := r.CountFrequency(ctx, "com.example.news", "news", es)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return got
+		}
+		a := redisio.FrequencyCount{User: "u1", Day: "20261122", Token: "r-1@push.requests/0/1"}
+		b := redisio.FrequencyCount{User: "u1", Day: "20261122", Token: "r-2@push.requests/0/2"}
+		if got := count(a, b); !slices.Equal(got, []int64{1, 2}) {
+			t.Fatalf("CountFrequency(r-1, r-2) = %v, want [1 2]", got)
+		}
+		// A replay of r-1 is not counted again and sees its first count; a
+		// new request is counted after both.
+		c3 := redisio.FrequencyCount{User: "u1", Day: "20261122", Token: "r-3@push.requests/0/3"}
+		if got := count(a, c3, b); !slices.Equal(got, []int64{1, 3, 2}) {
+			t.Fatalf("CountFrequency(replay r-1, r-3, replay r-2) = %v, want [1 3 2]", got)
+		}
+		// Another day, another counter.
+		if got := count(redisio.FrequencyCount{User: "u1", Day: "20261123", Token: a.Token}); !slices.Equal(got, []int64{1}) {
+			t.Fatalf("CountFrequency(next day) = %v, want [1]", got)
+		}
+	})
+}

@@ -240,7 +240,6 @@ func Build(s beam.Scope, cfg Config) Outputs {
 		DeliveriesTopic: cfg.DeliveriesTopic,
 		DeadLetterTopic: cfg.DeadLetterTopic,
 		Table:           cfg.DeliveryTable,
-		FlushOutputs:    cfg.FlushRecipients,
 	})
 	return Outputs{Deliveries: all, DeadLetters: dead}
 }

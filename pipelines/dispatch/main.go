@@ -67,7 +67,7 @@ func main() {
 	fs.Int64Var(&cfg.RequestsMaxPending, "requests_max_pending", 200000, "with --realtime_topic and a paced lane: the --requests_topic reader pauses while the paced lane holds this many recipients (all campaigns), so a flood of requests waits in Kafka; 0 = never pause. Ignored without --realtime_topic (pausing the one reader would hold realtime requests back)")
 	fs.IntVar(&cfg.FlushRecipients, "flush_recipients", 1000, "recipients filter, enrich and send buffer from a bundle before doing their Redis and provider work for all of them at once, across requests; 1 = one batch at a time")
 	fs.IntVar(&cfg.BatchSize, "batch_size", 500, "recipients per batch between expand and send (one pipelined Redis read per batch)")
-	fs.IntVar(&cfg.Filter.FrequencyCap, "frequency_cap", 0, "most notifications per user, category and UTC day; 0 = no cap")
+	fs.IntVar(&cfg.Filter.FrequencyCap, "frequency_cap", 0, "most notifications per user, category and day in the user's time zone (UTC without one), each request counted once however often it is replayed; 0 = no cap")
 	fs.Float64Var(&cfg.Filter.MinInterest, "min_interest", 0, "drop recipients whose interest score for the category is known and below this; 0 = off")
 	fs.DurationVar(&cfg.RetryHorizon, "send_retry_horizon", send.DefaultRetryHorizon, "how long after its request time a notification without ttl_seconds is retried after transient provider failures (429, 5xx, timeouts); with a ttl the ttl is the horizon")
 	fs.IntVar(&cfg.RetryMaxAttempts, "send_retry_max_attempts", send.DefaultRetryMaxAttempts, "provider attempts per device over all its retries, before it fails with the provider's reason")

@@ -203,11 +203,7 @@ type appCategory struct{ app, category string }
 // across requests delicate: a user kept in k batches of one (app, category)
 // is counted k times, and its j-th occurrence (in arrival order) must see
 // the count it would have seen had the batches been filtered one after
-// another. IncrFrequency counts a user once per call, so the occurrences are
-// counted in layers: the first call counts every user's first occurrence,
-// the second every second one, and so on; the j-th call's count is the j-th
-// occurrence's. Usually there is one layer, so one round trip per
-// (app, category); never more round trips than filtering batch by batch.
+// another: capFrequency counts them in arrival order.
 func (fn *rulesFn) decide(ctx context.Context, buf []recipient.Buffered, now time.Time) ([]map[string]Decision, error) {
 	users := make([][]string, len(buf))
 	var apps grouping[string]
@@ -251,6 +247,7 @@ func (fn *rulesFn) decide(ctx context.Context, buf []recipient.Buffered, now tim
 
 	decided := make([]map[string]Decision, len(buf))
 	pass := make([][]string, len(buf)) // per batch, its users the stateless rules keep
+	days := make([]map[string]string, len(buf))
 	for i, p := range buf {
 		req := p.Batch.Request.Req
 		st := State{Settings: settings[settingsOf[i]]}
@@ -268,21 +265,30 @@ func (fn *rulesFn) decide(ctx context.Context, buf []recipient.Buffered, now tim
 			decided[i][u] = d
 			if d == "" {
 				pass[i] = append(pass[i], u)
+				if days[i] == nil {
+					days[i] = map[string]string{}
+				}
+				days[i][u] = pushflow.LocalDay(st.Settings[u], now)
 			}
 		}
 	}
 	if fn.Cfg.FrequencyCap > 0 {
-		if err := fn.capFrequency(ctx, buf, pass, decided, now); err != nil {
+		if err := fn.capFrequency(ctx, buf, pass, decided, days); err != nil {
 			return nil, err
 		}
 	}
 	return decided, nil
 }
 
-// capFrequency counts the users in pass, per (app, category) and UTC day, and
-// drops those over the cap from decided, but never from realtime batches.
-func (fn *rulesFn) capFrequency(ctx context.Context, buf []recipient.Buffered, pass [][]string, decided []map[string]Decision, now time.Time) error {
-	day := now.UTC().Format("20060102")
+// capFrequency counts the users in pass against their frequency cap, per
+// (app, category) and the user's local day, and drops those over the cap
+// from decided, but never from realtime batches. Occurrences are counted in
+// arrival order in one pipelined round trip per (app, category), so the
+// j-th batch holding a user sees the count it would have seen had the
+// batches been filtered one after another. Each (request, user) is
+// counted once however often the request is replayed, and a replay gets
+// the count it got the first time: the same decision.
+func (fn *rulesFn) capFrequency(ctx context.Context, buf []recipient.Buffered, pass [][]string, decided []map[string]Decision, days []map[string]string) error {
 	var groups grouping[appCategory]
 	for i, p := range buf {
 		if len(pass[i]) > 0 {
@@ -290,30 +296,20 @@ func (fn *rulesFn) capFrequency(ctx context.Context, buf []recipient.Buffered, p
 			groups.add(appCategory{req.App, categoryKey(req.Category)}, i)
 		}
 	}
-	// counts[g][j][u] is the count of user u's (j+1)-th occurrence in group g.
-	counts := make([][]map[string]int64, len(groups.keys))
+	counts := make([][]int64, len(groups.keys))
 	calls := make([]func() error, 0, len(groups.keys))
 	for g, k := range groups.keys {
-		var layers [][]string
-		seen := map[string]int{}
+		var entries []redisio.FrequencyCount
 		for _, i := range groups.batches[g] {
+			req := buf[i].Batch.Request
+			token := req.Req.ID + "@" + req.Source.String()
 			for _, u := range pass[i] { // distinct within a batch
-				j := seen[u]
-				seen[u]++
-				if j == len(layers) {
-					layers = append(layers, nil)
-				}
-				layers[j] = append(layers[j], u)
+				entries = append(entries, redisio.FrequencyCount{User: u, Day: days[i][u], Token: token})
 			}
 		}
-		calls = append(calls, func() error {
-			counts[g] = make([]map[string]int64, len(layers))
-			for j, l := range layers {
-				c, err := fn.reg.IncrFrequency(ctx, k.app, k.category, day, l)
-				if err != nil {
-					return fmt.Errorf("filter: %s: %w", requestIDs(buf, groups.batches[g]), err)
-				}
-				counts[g][j] = c
+		calls = append(calls, func() (err error) {
+			if counts[g], err = fn.reg.CountFrequency(ctx, k.app, k.category, entries); err != nil {
+				return fmt.Errorf("filter: %s: %w", requestIDs(buf, groups.batches[g]), err)
 			}
 			return nil
 		})
@@ -323,13 +319,13 @@ func (fn *rulesFn) capFrequency(ctx context.Context, buf []recipient.Buffered, p
 	}
 	limit := int64(fn.Cfg.FrequencyCap)
 	for g := range groups.keys {
-		seen := map[string]int{}
+		n := 0
 		for _, i := range groups.batches[g] {
 			realtime := buf[i].Batch.Request.Req.Priority == pushflow.PriorityRealtime
 			for _, u := range pass[i] {
-				j := seen[u]
-				seen[u]++
-				if !realtime && counts[g][j][u] > limit {
+				c := counts[g][n]
+				n++
+				if !realtime && c > limit {
 					decided[i][u] = pushflow.ReasonFrequencyCap
 				}
 			}

@@ -80,7 +80,11 @@ type DeliverConfig struct {
 	FlushOutputs int
 }
 
-var settled = beam.NewCounter("pushflow", "ledger_settled")
+var (
+	settled        = beam.NewCounter("pushflow", "ledger_settled")
+	deliveredRows  = beam.NewCounter("pushflow", "delivered_events")
+	deliveredDead  = beam.NewCounter("pushflow", "delivered_dead_letters")
+)
 
 // Deliver writes PCollection<Output>: events to the delivery table and the
 // deliveries topic, dead letters to the dead-letter topic, and only then
@@ -181,6 +185,8 @@ func (fn *deliverFn) flush(ctx context.Context) error {
 	if err := fn.kafka.Send(ctx, msgs); err != nil {
 		return err
 	}
+	deliveredRows.Inc(ctx, int64(len(events)))
+	deliveredDead.Inc(ctx, int64(len(msgs)-len(events)))
 	if fn.reg == nil {
 		return nil
 	}

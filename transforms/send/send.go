@@ -164,10 +164,10 @@ type plan struct {
 	early []pushflow.DeliveryEvent
 	// wait are devices whose provider's breaker is open, until waitUntil
 	// (unix ns); again are devices to send again later (transient failures).
-	wait, again []recipient.Recipient
-	waitUntil   int64
-	againAfter  time.Duration
-	attempts    int // the most attempts of a device in again
+	wait, again      []recipient.Recipient
+	waitUntil        int64
+	againAfter       time.Duration
+	attempts         int // the most attempts of a device in again
 	iosFrom, iosTo   int
 	fcmFrom, fcmTo   int
 	claimed, expired bool
