@@ -65,7 +65,7 @@ func TestDeliveryMessageFields(t *testing.T) {
 	for k := range m {
 		keys = append(keys, k)
 	}
-	want := []string{"app", "attempts", "campaign", "category", "device_id", "event_time", "latency_ms", "outcome", "platform",
+	want := []string{"app", "attempts", "campaign", "category", "device_id", "event_id", "event_time", "latency_ms", "outcome", "platform",
 		"priority", "provider_id", "reason", "request_id", "request_time", "stage", "user_id", "v"}
 	slices.Sort(keys)
 	if diff := cmp.Diff(want, keys); diff != "" {
