@@ -76,6 +76,7 @@ func knownFlags(t *testing.T) map[string]bool {
 	files := []string{
 		filepath.Join(repoRoot, "pipelines", "dispatch", "main.go"),
 		filepath.Join(repoRoot, "pipelines", "registry", "main.go"),
+		filepath.Join(repoRoot, "pipelines", "feedback", "main.go"),
 		filepath.Join(repoRoot, "internal", "options", "options.go"),
 	}
 	for _, f := range []string{"runners/flag.go", "options/jobopts/options.go", "options/gcpopts/options.go", "runners/dataflow/dataflow.go"} {
@@ -820,7 +821,7 @@ func TestDockerfile(t *testing.T) {
 	needed := []string{"go.mod", "go.sum"}
 	list := goCmd(t, []string{"CGO_ENABLED=0", "GOOS=linux", "GOARCH=amd64"}, "list", "-e", "-deps",
 		"-f", `{{if .Error}}ERROR {{.ImportPath}}: {{.Error}}{{"\n"}}{{end}}{{if and .Module .Module.Main}}{{$d := .Dir}}{{range .GoFiles}}{{$d}}/{{.}}{{"\n"}}{{end}}{{end}}`,
-		"./pipelines/registry", "./pipelines/dispatch")
+		"./pipelines/registry", "./pipelines/dispatch", "./pipelines/feedback")
 	root, err := filepath.Abs(repoRoot)
 	if err != nil {
 		t.Fatal(err)
