@@ -13,6 +13,8 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -72,8 +74,10 @@ func Apply(s beam.Scope, batches beam.PCollection, cfg Config) (kept, events bea
 }
 
 var (
-	keptCount    = beam.NewCounter("pushflow", "filter_kept")
-	droppedCount = map[string]beam.Counter{
+	keptCount = beam.NewCounter("pushflow", "filter_kept")
+	// recalledCount counts decisions a replay took from its first run.
+	recalledCount = beam.NewCounter("pushflow", "filter_recalled")
+	droppedCount  = map[string]beam.Counter{
 		pushflow.ReasonOptOut:       beam.NewCounter("pushflow", "filter_dropped_opt_out"),
 		pushflow.ReasonQuietHours:   beam.NewCounter("pushflow", "filter_dropped_quiet_hours"),
 		pushflow.ReasonFrequencyCap: beam.NewCounter("pushflow", "filter_dropped_frequency_cap"),
@@ -173,13 +177,17 @@ func (fn *rulesFn) flush(ctx context.Context, emit func(beam.EventTime, recipien
 	if err != nil {
 		return err
 	}
+	at, err := fn.remember(ctx, decided, now)
+	if err != nil {
+		return err
+	}
 	for i, p := range fn.buf.Items {
 		b := p.Batch
 		kept := make([]recipient.Recipient, 0, len(b.Recipients))
 		for _, r := range b.Recipients {
 			if reason := decided[i][r.UserID]; reason != "" {
 				droppedCount[reason].Inc(ctx, 1)
-				events(p.TS, b.Event(now, r, pushflow.StageFilter, pushflow.OutcomeDropped, reason))
+				events(p.TS, b.Event(at[i][r.UserID], r, pushflow.StageFilter, pushflow.OutcomeDropped, reason))
 				continue
 			}
 			kept = append(kept, r)
@@ -190,6 +198,79 @@ func (fn *rulesFn) flush(ctx context.Context, emit func(beam.EventTime, recipien
 		}
 	}
 	return nil
+}
+
+// remember makes the flush's decisions replay-safe, in one read (only for
+// replayed requests) and one write: a replayed batch takes the decisions
+// its first run recorded for its users (a quiet-hours window may have
+// ended since: a user dropped then must not be sent now, nor one kept then
+// be dropped now), and every decision not recorded yet is recorded before
+// anything is emitted. It returns the time of each decision (a recalled
+// one keeps its first time, so its event is the same event).
+func (fn *rulesFn) remember(ctx context.Context, decided []map[string]Decision, now time.Time) ([]map[string]time.Time, error) {
+	buf := fn.buf.Items
+	scopes := make([]string, len(buf))
+	want := map[string][]string{}
+	for i, p := range buf {
+		req := p.Batch.Request
+		scopes[i] = req.Req.ID + "@" + req.Source.String()
+		if req.Replayed {
+			for u := range decided[i] {
+				want[scopes[i]] = append(want[scopes[i]], u)
+			}
+		}
+	}
+	recorded, err := fn.reg.RecordedDecisions(ctx, want)
+	if err != nil {
+		return nil, fmt.Errorf("filter: %s: %w", recipient.RequestIDs(batchIDs(buf)), err)
+	}
+	at := make([]map[string]time.Time, len(buf))
+	record := map[string]map[string]string{}
+	for i := range buf {
+		at[i] = make(map[string]time.Time, len(decided[i]))
+		for u, d := range decided[i] {
+			if v, ok := recorded[scopes[i]][u]; ok {
+				if rd, t, ok := parseDecision(v); ok {
+					decided[i][u], at[i][u] = rd, t
+					recalledCount.Inc(ctx, 1)
+					continue
+				}
+			}
+			at[i][u] = now
+			if record[scopes[i]] == nil {
+				record[scopes[i]] = map[string]string{}
+			}
+			record[scopes[i]][u] = formatDecision(d, now)
+		}
+	}
+	if err := fn.reg.RecordDecisions(ctx, record); err != nil {
+		return nil, fmt.Errorf("filter: %s: %w", recipient.RequestIDs(batchIDs(buf)), err)
+	}
+	return at, nil
+}
+
+// batchIDs are the request ids of buf's batches, for errors.
+func batchIDs(buf []recipient.Buffered) []string {
+	ids := make([]string, len(buf))
+	for i, p := range buf {
+		ids[i] = p.Batch.Request.Req.ID
+	}
+	return ids
+}
+
+// formatDecision encodes a recorded decision: "<unix ms> <reason>" ("" =
+// kept).
+func formatDecision(d Decision, t time.Time) string {
+	return strconv.FormatInt(t.UnixMilli(), 10) + " " + d
+}
+
+func parseDecision(v string) (Decision, time.Time, bool) {
+	ms, reason, ok := strings.Cut(v, " ")
+	n, err := strconv.ParseInt(ms, 10, 64)
+	if !ok || err != nil {
+		return "", time.Time{}, false
+	}
+	return reason, time.UnixMilli(n).UTC(), true
 }
 
 // appCategory keys the interest reads and frequency counts of a flush.

@@ -369,3 +369,35 @@ func TestFilterFnBadSettings(t *testing.T) {
 		t.Errorf("filter(bad settings) mismatch (-want +got):\n%s", diff)
 	}
 }
+
+// TestFilterFnReplayRecallsDecisions checks a replayed request (after a
+// crash) takes its first run's decisions even though the rules would now
+// decide otherwise: a user dropped in quiet hours stays dropped (same event
+// time), and a user kept before quiet hours began stays kept.
+func TestFilterFnReplayRecallsDecisions(t *testing.T) {
+	quiet := time.Date(2026, 11, 22, 23, 0, 0, 0, time.UTC)
+	f := newFixture(t, Config{}, quiet,
+		settingsEvent("u1", pushflow.Settings{QuietHours: "22:00-07:00"}),
+		settingsEvent("u2", pushflow.Settings{QuietHours: "23:30-07:00"}))
+	first := batch("r-replay", "news", pushflow.PriorityNormal, 0, user("u1"), user("u2"))
+	o := f.run(t, context.Background(), first)
+	if len(o.Events) != 1 || o.Events[0].UserID != "u1" || o.Events[0].Reason != pushflow.ReasonQuietHours || len(o.Kept) != 1 {
+		t.Fatalf("first run at 23:00 = %+v, want u1 dropped quiet_hours and u2 kept", o)
+	}
+	// The restart happens at 23:45: u1 is still in quiet hours, u2 now too;
+	// at 07:30 neither would be. Both replays decide as the first run did.
+	for _, at := range []time.Time{quiet.Add(45 * time.Minute), quiet.Add(8*time.Hour + 30*time.Minute)} {
+		f.fn.now = func() time.Time { return at }
+		replay := first
+		replay.Request.Replayed = true
+		got := f.run(t, context.Background(), replay)
+		if diff := cmp.Diff(o, got, cmpopts.IgnoreFields(recipient.Request{}, "Replayed")); diff != "" {
+			t.Errorf("replay at %s (-first +replay):\n%s", at.Format("15:04"), diff)
+		}
+	}
+	// A request that is not a replay is decided afresh.
+	f.fn.now = func() time.Time { return quiet.Add(8*time.Hour + 30*time.Minute) }
+	if got := f.run(t, context.Background(), batch("r-new", "news", pushflow.PriorityNormal, 0, user("u1"), user("u2"))); len(got.Events) != 0 || len(got.Kept) != 1 || len(got.Kept[0].Recipients) != 2 {
+		t.Errorf("a new request at 07:30 = %+v, want both kept", got)
+	}
+}
