@@ -5,11 +5,19 @@
 // (HTTP v1) through fcmio; when no FCM project is configured, Android
 // devices fail with reason "no_provider" rather than disappear.
 //
-// Each (request, device) pair is claimed in Redis before it is sent. A
-// claim by the same Kafka record means this is a replay after a failure and
-// the device is sent again (at-least-once); a claim by another record means
+// Each (request, device) pair is claimed in Redis before it is sent, and
+// the provider's answer is recorded in the claim before the event is
+// emitted. A claim by the same Kafka record with a recorded outcome means
+// this is a replay (after a crash, a retried bundle, a restart): the
+// recorded event is emitted again and nothing is sent; a claim by the same
+// record without one (the crash came between the send and the recording)
+// is sent again, the only duplicate sends. A claim by another record means
 // the request was submitted twice, and the second copy is dropped as
 // "duplicate".
+//
+// Transient failures that outlast the clients' in-call retries go to the
+// retry lane (Retries, retry.go), and a circuit breaker per provider and
+// app holds devices there while the provider is down.
 //
 // Batches are sent together across requests: the DoFn buffers a bundle's
 // batches up to Config.FlushRecipients recipients, then claims all their
