@@ -81,9 +81,9 @@ type DeliverConfig struct {
 }
 
 var (
-	settled        = beam.NewCounter("pushflow", "ledger_settled")
-	deliveredRows  = beam.NewCounter("pushflow", "delivered_events")
-	deliveredDead  = beam.NewCounter("pushflow", "delivered_dead_letters")
+	settled       = beam.NewCounter("pushflow", "ledger_settled")
+	deliveredRows = beam.NewCounter("pushflow", "delivered_events")
+	deliveredDead = beam.NewCounter("pushflow", "delivered_dead_letters")
 )
 
 // Deliver writes PCollection<Output>: events to the delivery table and the
