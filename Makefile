@@ -50,7 +50,8 @@ bench: deps ## benchmarks, printed as ratios measured side by side in one run (s
 	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 30m ./connectors/kafkaio/ 2>&1 | $(BENCH_FILTER); \
 	$(GO) test -run '^$$' -bench 'PacedAccuracy|TinyRequestsFiring' -benchtime 1x -timeout 10m ./transforms/pace/ 2>&1 | $(BENCH_FILTER); \
 	$(GO) test -run '^$$' -bench 'BenchmarkSend' -benchtime 20000x -timeout 10m ./connectors/apnsio/ ./connectors/fcmio/ 2>&1 | $(BENCH_FILTER); \
-	$(GO) test -run '^$$' -bench 'BenchmarkUserDevices' -timeout 10m ./connectors/redisio/ 2>&1 | $(BENCH_FILTER)
+	$(GO) test -run '^$$' -bench 'BenchmarkUserDevices' -timeout 10m ./connectors/redisio/ 2>&1 | $(BENCH_FILTER); \
+	PUSHFLOW_SOAK_MINUTES=$${PUSHFLOW_SOAK_MINUTES:-30} $(GO) test -run '^$$' -bench 'BenchmarkSoakMixedTraffic' -benchtime 1x -timeout 60m ./pipelines/dispatch/ 2>&1 | $(BENCH_FILTER)
 
 .PHONY: fmt
 fmt: ## gofmt the tree
