@@ -2,19 +2,16 @@ package main
 
 import (
 	"bytes"
-	"encoding/base64"
 	"os"
 	"path/filepath"
 	"testing"
 
 	"github.com/apache/beam/sdks/v2/go/pkg/beam"
-	"github.com/apache/beam/sdks/v2/go/pkg/beam/core/runtime/graphx"
-	pipepb "github.com/apache/beam/sdks/v2/go/pkg/beam/model/pipeline_v1"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/pushflow/pushflow"
 	"github.com/pushflow/pushflow/connectors/apnsio"
 	"github.com/pushflow/pushflow/connectors/fcmio"
+	"github.com/pushflow/pushflow/internal/graphcheck"
 	"github.com/pushflow/pushflow/internal/options"
 )
 
@@ -52,27 +49,7 @@ func TestGraphHoldsNoSecret(t *testing.T) {
 	}
 	p, s := beam.NewPipelineWithRoot()
 	Build(s, cfg)
-	edges, _, err := p.Build()
-	if err != nil {
-		t.Fatal(err)
-	}
-	pb, err := graphx.Marshal(edges, &graphx.Options{Environment: &pipepb.Environment{Urn: "beam:env:loopback:v1"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := proto.Marshal(pb)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, tr := range pb.GetComponents().GetTransforms() {
-		var pd pipepb.ParDoPayload
-		if proto.Unmarshal(tr.GetSpec().GetPayload(), &pd) != nil {
-			continue
-		}
-		if d, err := base64.StdEncoding.DecodeString(string(pd.GetDoFn().GetPayload())); err == nil {
-			b = append(b, d...)
-		}
-	}
+	b := graphcheck.Serialized(t, p)
 	for _, known := range []string{path("cert-pass"), path("kafka-pass"), path("fcm.json")} {
 		if !bytes.Contains(b, []byte(known)) {
 			t.Fatalf("serialized pipeline does not contain %q: the check cannot see DoFn configuration", known)

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
-	"encoding/base64"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -18,19 +17,17 @@ import (
 
 	"github.com/IBM/sarama"
 	"github.com/apache/beam/sdks/v2/go/pkg/beam"
-	"github.com/apache/beam/sdks/v2/go/pkg/beam/core/runtime/graphx"
-	pipepb "github.com/apache/beam/sdks/v2/go/pkg/beam/model/pipeline_v1"
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/testing/passert"
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/testing/ptest"
 	"github.com/google/go-cmp/cmp"
 	"github.com/twmb/franz-go/pkg/kfake"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/pushflow/pushflow"
 	"github.com/pushflow/pushflow/connectors/kafkaio"
 	"github.com/pushflow/pushflow/connectors/redisio"
 	"github.com/pushflow/pushflow/connectors/redisio/redistest"
 	"github.com/pushflow/pushflow/internal/devstack"
+	"github.com/pushflow/pushflow/internal/graphcheck"
 	"github.com/pushflow/pushflow/internal/options"
 	"github.com/pushflow/pushflow/internal/testpki"
 )
@@ -165,28 +162,7 @@ func (s *syncBuffer) String() string {
 // DoFn configuration.
 func assertNoSecret(t *testing.T, p *beam.Pipeline, knownPath string) {
 	t.Helper()
-	edges, _, err := p.Build()
-	if err != nil {
-		t.Fatal(err)
-	}
-	pb, err := graphx.Marshal(edges, &graphx.Options{Environment: &pipepb.Environment{Urn: "beam:env:loopback:v1"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := proto.Marshal(pb)
-	if err != nil {
-		t.Fatal(err)
-	}
-	// DoFn configurations are base64-encoded protos inside ParDo payloads.
-	for _, tr := range pb.GetComponents().GetTransforms() {
-		var pd pipepb.ParDoPayload
-		if proto.Unmarshal(tr.GetSpec().GetPayload(), &pd) != nil {
-			continue
-		}
-		if d, err := base64.StdEncoding.DecodeString(string(pd.GetDoFn().GetPayload())); err == nil {
-			b = append(b, d...)
-		}
-	}
+	b := graphcheck.Serialized(t, p)
 	if !bytes.Contains(b, []byte(knownPath)) {
 		t.Fatalf("serialized pipeline does not contain %q: the check cannot see DoFn configuration", knownPath)
 	}
