@@ -15,6 +15,8 @@ import (
 
 	"github.com/IBM/sarama"
 	"github.com/xdg-go/scram"
+
+	"github.com/pushflow/pushflow/connectors/internal/tlsroots"
 )
 
 // SASL mechanisms [Security] supports.
@@ -124,16 +126,12 @@ func (s Security) Apply(cfg *sarama.Config) error {
 func (s Security) tlsConfig() (*tls.Config, error) {
 	tc := &tls.Config{MinVersion: tls.VersionTLS12}
 	if s.CAFile != "" {
-		pem, err := os.ReadFile(s.CAFile)
+		pool, err := tlsroots.WithFile(s.CAFile)
+		if errors.Is(err, tlsroots.ErrNoCertificate) {
+			return nil, fmt.Errorf("kafkaio: the Kafka CA file %s holds no PEM certificate", s.CAFile)
+		}
 		if err != nil {
 			return nil, fmt.Errorf("kafkaio: read the Kafka CA file: %w", err)
-		}
-		pool, err := x509.SystemCertPool()
-		if err != nil || pool == nil {
-			pool = x509.NewCertPool()
-		}
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("kafkaio: the Kafka CA file %s holds no PEM certificate", s.CAFile)
 		}
 		tc.RootCAs = pool
 	}

@@ -15,6 +15,8 @@ import (
 	"syscall"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/pushflow/pushflow/connectors/internal/tlsroots"
 )
 
 // Addr is a parsed Redis address: what [Open] connects to. Its string form
@@ -202,16 +204,12 @@ func (a Addr) tlsConfig() (*tls.Config, error) {
 	}
 	tc := &tls.Config{MinVersion: tls.VersionTLS12}
 	if a.CAFile != "" {
-		pem, err := os.ReadFile(a.CAFile)
+		pool, err := tlsroots.WithFile(a.CAFile)
+		if errors.Is(err, tlsroots.ErrNoCertificate) {
+			return nil, fmt.Errorf("redisio: the Redis CA file %s holds no PEM certificate", a.CAFile)
+		}
 		if err != nil {
 			return nil, fmt.Errorf("redisio: read the Redis CA file: %w", err)
-		}
-		pool, err := x509.SystemCertPool()
-		if err != nil || pool == nil {
-			pool = x509.NewCertPool()
-		}
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("redisio: the Redis CA file %s holds no PEM certificate", a.CAFile)
 		}
 		tc.RootCAs = pool
 	}
